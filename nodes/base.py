@@ -1,0 +1,124 @@
+"""What a node handler receives besides its config: the run's context and its secrets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["NodeContext", "Secrets", "RunInfo"]
+
+REDACTED = "***"
+
+
+class Secrets:
+    """The secret values resolved during one run, so that any text can be scrubbed of them.
+
+    Values shorter than 4 characters are not tracked: replacing them would mangle
+    ordinary text and they protect nothing.
+    """
+
+    def __init__(self, values: set[str] | None = None):
+        self._values: set[str] = {v for v in (values or set()) if len(v) >= 4}
+
+    def add(self, value: str) -> None:
+        if isinstance(value, str) and len(value) >= 4:
+            self._values.add(value)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def redact(self, value: Any) -> Any:
+        """Return `value` (str, or JSON-like structure) with every secret replaced by ***."""
+        if not self._values:
+            return value
+        if isinstance(value, str):
+            # longest first, so a secret containing another is replaced whole
+            for secret in sorted(self._values, key=len, reverse=True):
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self.redact(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact(v) for v in value]
+        return value
+
+
+@dataclass
+class RunInfo:
+    """Identity of the run a node belongs to."""
+
+    trace_id: str
+    run_id: str | None = None
+    definition: str = ""
+    definition_version: str = ""
+    source: str = "cli"
+    environment: str = "development"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id,
+            "run_id": self.run_id,
+            "definition": self.definition,
+            "definition_version": self.definition_version,
+            "source": self.source,
+            "environment": self.environment,
+        }
+
+
+@dataclass
+class NodeContext:
+    """The run as a node sees it.
+
+    `nodes` maps earlier node ids to their outputs; `incident` is set once an ingest
+    node ran. `secret_lookup` resolves `${secret:NAME}` (the flow passes Prefect's
+    Secret block; nodes never import Prefect). `secrets` collects every resolved
+    secret value so results, logs and errors can be scrubbed.
+    """
+
+    run: RunInfo
+    node_id: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+    nodes: dict[str, Any] = field(default_factory=dict)
+    incident: dict[str, Any] | None = None
+    secrets: Secrets = field(default_factory=Secrets)
+    secret_lookup: Callable[[str], str] | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("opsflow.nodes"))
+    dry_run: bool = False
+    attempt: int = 1
+    max_attempts: int = 1
+
+    @property
+    def last_attempt(self) -> bool:
+        """True on the node's final try: the moment to fall back rather than raise."""
+        return self.attempt >= self.max_attempts
+
+    def data(self) -> dict[str, Any]:
+        """The run context that `when`, JMESPath and `{{ }}` templates see."""
+        return {
+            "payload": self.payload,
+            "nodes": self.nodes,
+            "incident": self.incident,
+            "run": self.run.as_dict(),
+        }
+
+    def for_node(self, node_id: str) -> NodeContext:
+        """A view of this context for one node (shares outputs and secrets)."""
+        return NodeContext(
+            run=self.run,
+            node_id=node_id,
+            payload=self.payload,
+            nodes=self.nodes,
+            incident=self.incident,
+            secrets=self.secrets,
+            secret_lookup=self.secret_lookup,
+            log=self.log,
+            dry_run=self.dry_run,
+            attempt=self.attempt,
+            max_attempts=self.max_attempts,
+        )

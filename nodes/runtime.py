@@ -1,0 +1,117 @@
+"""Run one node: resolve its config, validate it, call the handler, shape the result.
+
+This is the whole life of a node that does not depend on Prefect; `flows.pipeline`
+wraps it in a task. Unit tests call it (or the handlers) directly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from nodes import get_node_type
+from nodes.base import NodeContext
+from nodes.errors import ConfigError, NodeError
+from nodes.templating import resolve
+
+__all__ = ["execute_node", "format_validation_error", "node_result", "validate_config"]
+
+
+def node_result(
+    node_id: str,
+    node_type: str,
+    *,
+    output: Any = None,
+    errors: list[dict] | None = None,
+    duration_ms: float = 0.0,
+    skipped: bool = False,
+    skip_reason: str | None = None,
+    attempts: int = 0,
+) -> dict[str, Any]:
+    """The result every node produces, run, failed or skipped (DESIGN.md)."""
+    return {
+        "node_id": node_id,
+        "node_type": node_type,
+        "output": output if output is not None else {},
+        "errors": errors or [],
+        "duration_ms": round(duration_ms, 2),
+        "skipped": skipped,
+        "skip_reason": skip_reason,
+        "attempts": attempts,
+    }
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "config") -> list[str]:
+    """One line per pydantic error: `config.checks[0].warning: Input should be a valid number`."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        path = prefix
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        lines.append(f"{path}: {err['msg']}")
+    return lines
+
+
+def validate_config(node_type: str, config: dict[str, Any]) -> BaseModel:
+    """Validate `config` with the node type's own model; raise ConfigError naming each field."""
+    module = get_node_type(node_type)
+    try:
+        return module.Config.model_validate(config)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(format_validation_error(exc))) from exc
+
+
+def execute_node(
+    node_id: str,
+    node_type: str,
+    config: dict[str, Any],
+    ctx: NodeContext,
+    *,
+    dynamic: bool = True,
+) -> dict[str, Any]:
+    """Run one node and return its result; raise NodeError (secrets scrubbed) on failure.
+
+    `dynamic=False` (known at load time) skips template and reference resolution.
+    Errors that are not NodeErrors are wrapped as retryable: an unexpected OSError or
+    timeout may well pass on the next try, and the node's retry budget bounds it.
+    """
+    node_ctx = ctx.for_node(node_id)
+    started = time.perf_counter()
+    try:
+        resolved = resolve(config, node_ctx) if dynamic else config
+        output = get_node_type(node_type).run(validate_config(node_type, resolved), node_ctx)
+    except NodeError as exc:
+        exc.message = ctx.secrets.redact(f"node {node_id!r}: {exc.message}")
+        exc.args = (exc.message,)
+        exc.duration_ms = (time.perf_counter() - started) * 1000
+        _drop_cause_with_secrets(exc, ctx)
+        raise
+    except Exception as exc:
+        message = ctx.secrets.redact(f"node {node_id!r}: {type(exc).__name__}: {exc}")
+        error = NodeError(message, retryable=True)
+        error.duration_ms = (time.perf_counter() - started) * 1000
+        error.__cause__ = exc
+        _drop_cause_with_secrets(error, ctx)
+        raise error from error.__cause__
+    return node_result(
+        node_id,
+        node_type,
+        output=ctx.secrets.redact(output),
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def _drop_cause_with_secrets(exc: BaseException, ctx: NodeContext) -> None:
+    """Cut the cause chain when any link would print a secret (Prefect logs tracebacks)."""
+    if not len(ctx.secrets):
+        return
+    link = exc.__cause__ or exc.__context__
+    while link is not None:
+        if ctx.secrets.redact(str(link)) != str(link):
+            exc.__cause__ = None
+            exc.__context__ = None
+            exc.__suppress_context__ = True
+            return
+        link = link.__cause__ or link.__context__

@@ -1,0 +1,168 @@
+"""Run-time resolution of config strings: `${ENV}` / `${secret:NAME}` references and `{{ }}` templates.
+
+References are substituted after the template is rendered, through placeholders, so
+text coming from an alert payload can never name an environment variable, and a
+secret value never passes through Jinja. Every resolved value is recorded in the
+run's `Secrets` so it can be scrubbed from anything shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from typing import Any
+
+from nodes.base import REDACTED, NodeContext
+from nodes.errors import TemplateError
+
+__all__ = [
+    "REFERENCE",
+    "has_dynamic",
+    "mask_references",
+    "referenced_names",
+    "render_template",
+    "resolve",
+]
+
+# ${NAME}, ${NAME:-default}, ${secret:NAME}
+REFERENCE = re.compile(r"\$\{(?:(secret):)?([A-Za-z_][A-Za-z0-9_.\-/]*)(?::-([^}]*))?\}")
+_PLACEHOLDER = "\x00opsflow-ref-{}\x00"
+_PLACEHOLDER_RE = re.compile("\x00opsflow-ref-(\\d+)\x00")
+
+
+def has_dynamic(value: Any) -> bool:
+    """True when `value` holds a template or a reference anywhere (decided once, at load)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value or "${" in value
+    if isinstance(value, dict):
+        return any(has_dynamic(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_dynamic(v) for v in value)
+    return False
+
+
+def referenced_names(value: Any) -> list[str]:
+    """Names of the environment variables and secrets `value` refers to (`secret:NAME` for blocks)."""
+    found: list[str] = []
+    if isinstance(value, str):
+        for kind, name, _ in REFERENCE.findall(value):
+            found.append(f"secret:{name}" if kind else name)
+    elif isinstance(value, dict):
+        for v in value.values():
+            found.extend(referenced_names(v))
+    elif isinstance(value, list):
+        for v in value:
+            found.extend(referenced_names(v))
+    return list(dict.fromkeys(found))
+
+
+def mask_references(value: Any) -> Any:
+    """`value` with every `${...}` reference shown as ***, for dry-run and describe."""
+    if isinstance(value, str):
+        return REFERENCE.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {k: mask_references(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_references(v) for v in value]
+    return value
+
+
+def resolve(value: Any, ctx: NodeContext, path: str = "config") -> Any:
+    """Resolve templates and references in every string of `value` (dicts and lists walked)."""
+    if isinstance(value, str):
+        return _resolve_string(value, ctx, path)
+    if isinstance(value, dict):
+        return {k: resolve(v, ctx, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, ctx, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _resolve_string(text: str, ctx: NodeContext, path: str) -> str:
+    refs: list[str] = []
+    if "${" in text:
+
+        def hold(match: re.Match[str]) -> str:
+            refs.append(_lookup(match, ctx, path))
+            return _PLACEHOLDER.format(len(refs) - 1)
+
+        text = REFERENCE.sub(hold, text)
+    if "{{" in text or "{%" in text:
+        text = render_template(text, ctx.data(), where=f"node {ctx.node_id!r} {path}")
+    if refs:
+        text = _PLACEHOLDER_RE.sub(lambda m: refs[int(m.group(1))], text)
+    return text
+
+
+def _lookup(match: re.Match[str], ctx: NodeContext, path: str) -> str:
+    kind, name, default = match.group(1), match.group(2), match.group(3)
+    where = f"node {ctx.node_id!r} {path}"
+    if kind == "secret":
+        if ctx.secret_lookup is None:
+            raise TemplateError(f"{where}: secret {name!r} cannot be read outside a Prefect run")
+        try:
+            value = ctx.secret_lookup(name)
+        except Exception as exc:
+            raise TemplateError(f"{where}: secret block {name!r} could not be loaded: {exc}") from exc
+    else:
+        value = os.environ.get(name)
+        if value is None or value == "":
+            if default is None:
+                raise TemplateError(f"{where}: environment variable {name} is not set")
+            return default
+    value = str(value)
+    ctx.secrets.add(value)
+    return value
+
+
+@lru_cache(maxsize=512)
+def _compile(source: str):
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        return _environment().from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    from jinja2 import ChainableUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+    class Undefined(ChainableUndefined):
+        """Missing values render empty (a notification beats none), sandbox escapes raise."""
+
+        def __str__(self) -> str:
+            if self._undefined_exception is SecurityError:
+                self._fail_with_undefined_error()
+            return super().__str__()
+
+
+    env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False)
+    env.filters["tojson"] = _tojson
+    return env
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    import json
+
+    return json.dumps(value, indent=indent, default=str, ensure_ascii=False)
+
+
+def render_template(source: str, data: dict[str, Any], where: str = "template") -> str:
+    """Render a Jinja2 template in the sandbox; errors name `where`."""
+    from jinja2 import TemplateError as JinjaError
+    from jinja2.sandbox import SecurityError
+
+    try:
+        return _compile(source).render(**data)
+    except TemplateError as exc:
+        raise TemplateError(f"{where}: {exc.message}") from exc
+    except SecurityError as exc:
+        raise TemplateError(f"{where}: unsafe template refused: {exc}") from exc
+    except JinjaError as exc:
+        raise TemplateError(f"{where}: template error: {exc}") from exc
+    except Exception as exc:  # errors raised by expressions (e.g. 1/0) inside the template
+        raise TemplateError(f"{where}: template error: {type(exc).__name__}: {exc}") from exc
