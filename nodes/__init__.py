@@ -2,8 +2,9 @@
 
 A node type is a module with a pydantic `Config` (extra="forbid") and
 `run(config: Config, ctx: NodeContext) -> dict`. `NODE_TYPES` maps each type name to
-its module path; modules are imported on first use, so loading a definition does
-not import what its nodes do not need.
+its module path (or `module:object` for an object with the same two members); modules
+are imported on first use, so loading a definition does not import what its nodes do
+not need.
 """
 
 from __future__ import annotations
@@ -35,4 +36,6 @@ def get_node_type(name: str) -> ModuleType:
         path = NODE_TYPES[name]
     except (KeyError, TypeError):
         raise DefinitionError(unknown_name("node type", name, NODE_TYPES)) from None
-    return import_module(path)
+    module_path, _, attribute = path.partition(":")
+    module = import_module(module_path)
+    return getattr(module, attribute) if attribute else module

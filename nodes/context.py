@@ -21,9 +21,7 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    include: list[Metric] = Field(
-        default=["cpu", "memory", "disk"], description="Metric groups to collect."
-    )
+    include: list[Metric] = Field(default=["cpu", "memory", "disk"], description="Metric groups to collect.")
     disk_path: str = Field(default="/", description="Mount point (or any path on it) for `disk`.")
     top_processes: int = Field(
         default=5, ge=0, le=100, description="How many processes to list, by memory, in `processes`."

@@ -139,7 +139,6 @@ def _environment():
                 self._fail_with_undefined_error()
             return super().__str__()
 
-
     env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False)
     env.filters["tojson"] = _tojson
     return env

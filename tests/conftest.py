@@ -13,6 +13,44 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+_SERVER = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Isolate Prefect and opsflow state, and boot one Prefect server for the whole session.
+
+    The server starts here, in the background, so it boots (~20 s on a fresh database)
+    while the unit tests run; flow tests wait for it through the `prefect_api` fixture.
+    The environment must be set before anything imports Prefect.
+    """
+    global _SERVER
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="opsflow-tests-"))
+    os.environ["PREFECT_HOME"] = str(base / "prefect")
+    os.environ["OPSFLOW_DATABASE_URL"] = f"sqlite:///{base / 'incidents.db'}"
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ.pop("OPSFLOW_DEFINITIONS_DIR", None)
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    from flows.settings import apply_prefect_defaults
+    from flows.server import start_local_server
+
+    apply_prefect_defaults()
+    _SERVER = start_local_server()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SERVER is not None:
+        _SERVER.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    """The session's Prefect API URL, once the server answers."""
+    assert _SERVER is not None
+    _SERVER.wait_ready(timeout=180)
+    return _SERVER.api_url
+
 
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> str:

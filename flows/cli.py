@@ -1,0 +1,273 @@
+"""The `pipeline` command: a thin shell over flows.definition, flows.render and the flow.
+
+`list`, `describe`, `validate`, `schema` and `run --dry-run` never import Prefect, so
+they answer at once. Errors go to stderr: exit 2 for usage and validation, 1 for a
+failed run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flows.definition import Pipeline, list_definitions, load_definition
+from nodes.errors import DefinitionError
+
+app = typer.Typer(
+    help="Run and inspect opsflow pipelines (JSON definitions run as Prefect flows).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_ALERT_PIPELINE = "alert-triage"
+
+
+class Exit(Exception):
+    """A message for stderr and an exit code: how every user mistake ends."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _ids(value: str | None) -> list[str] | None:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+def _load(ref: str) -> Pipeline:
+    try:
+        return load_definition(ref)
+    except DefinitionError as exc:
+        raise Exit(_definition_message(exc)) from None
+
+
+def _definition_message(exc: DefinitionError) -> str:
+    first = exc.problems[0] if exc.problems else str(exc)
+    if len(exc.problems) == 1 and first.startswith(
+        ("Pipeline definition not found", "Config file not found", "Invalid JSON")
+    ):
+        return first
+    return "Pipeline definition invalid:\n" + "\n".join(f"  - {p}" for p in exc.problems)
+
+
+def _payload(payload: str | None, file: Path | None, sample: bool) -> dict[str, Any]:
+    if sum(bool(x) for x in (payload, file, sample)) > 1:
+        raise Exit("Use only one of --payload, --file and --sample")
+    if payload:
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise Exit(f"Invalid JSON in --payload: {exc.msg} at column {exc.colno}") from None
+    elif file:
+        if not file.is_file():
+            raise Exit(f"Payload file not found: {file}")
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise Exit(f"Invalid JSON in payload file {file}: {exc}") from None
+    elif sample:
+        data = sample_payload()
+    else:
+        data = {}
+    if not isinstance(data, dict):
+        raise Exit("The payload must be a JSON object")
+    return data
+
+
+def sample_payload() -> dict[str, Any]:
+    """A realistic Alertmanager webhook: what `--sample` sends."""
+    from nodes.ingest.samples import SAMPLE_PAYLOAD
+
+    return json.loads(json.dumps(SAMPLE_PAYLOAD))
+
+
+@app.command()
+def run(
+    definition: Annotated[str | None, typer.Option("--definition", "-d", help="Definition name.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Path of a definition file.")] = None,
+    payload: Annotated[str | None, typer.Option(help="Alert payload as JSON text.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Alert payload JSON file.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Use a sample Alertmanager payload.")] = False,
+    source: Annotated[str, typer.Option(help="Where the run came from.")] = "cli",
+    environment: Annotated[str, typer.Option(help="Environment name passed to the run.")] = "development",
+    trace_id: Annotated[str | None, typer.Option(help="Trace id (default: the flow run id).")] = None,
+    only: Annotated[str | None, typer.Option(help="Comma-separated node ids: run only these.")] = None,
+    skip: Annotated[str | None, typer.Option(help="Comma-separated node ids to skip.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run result as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")] = False,
+) -> None:
+    """Run a pipeline definition as a Prefect flow run (or show its plan with --dry-run)."""
+    if definition and config:
+        raise Exit("Cannot specify both --definition and --config")
+    if not definition and not config:
+        if not sample:
+            raise Exit("Specify --definition NAME or --config PATH (or --sample for the alert pipeline)")
+        definition = DEFAULT_ALERT_PIPELINE
+    pipeline = _load(definition or str(config))
+    data = _payload(payload, file, sample)
+    only_ids, skip_ids = _ids(only), _ids(skip)
+    unknown = [i for i in [*(only_ids or []), *(skip_ids or [])] if i not in pipeline.nodes]
+    if unknown:
+        raise Exit(f"Unknown node id(s): {', '.join(unknown)} (nodes: {', '.join(pipeline.nodes)})")
+    if dry_run:
+        from flows.render import dry_run_text
+
+        typer.echo(dry_run_text(pipeline, only=only_ids, skip=skip_ids, previews=_previews(pipeline, data)))
+        return
+    from flows.runner import run_from_cli
+
+    result = run_from_cli(
+        pipeline,
+        definition_ref=pipeline.raw if config else pipeline.name,
+        payload=data,
+        source=source,
+        environment=environment,
+        trace_id=trace_id,
+        only=only_ids,
+        skip=skip_ids,
+        as_json=as_json,
+        verbose=verbose,
+    )
+    if result["status"] == "failed":
+        raise Exit(f"Pipeline failed: {result['error']}", code=1)
+
+
+def _previews(pipeline: Pipeline, payload: dict[str, Any]) -> dict[str, list[dict]]:
+    """What each notify node would send, from modules that can say so (nothing is sent)."""
+    from nodes import get_node_type
+    from nodes.base import NodeContext, RunInfo
+
+    previews: dict[str, list[dict]] = {}
+    ctx = NodeContext(
+        run=RunInfo(trace_id="dry-run", definition=pipeline.name), payload=payload, dry_run=True
+    )
+    for node in pipeline.definition.nodes:
+        module = get_node_type(node.type)
+        if hasattr(module, "preview"):
+            try:
+                previews[node.id] = module.preview(node.config, ctx.for_node(node.id))
+            except Exception as exc:  # a preview is a courtesy; the plan still prints
+                previews[node.id] = [{"error": f"{type(exc).__name__}: {exc}"}]
+    return previews
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the definitions in the definitions directory."""
+    for path in list_definitions():
+        try:
+            pipeline = load_definition(path)
+            typer.echo(f"{pipeline.name:<24} {len(pipeline.nodes):>3} nodes  {pipeline.description}")
+        except DefinitionError as exc:
+            typer.echo(
+                f"{path.stem:<24}   invalid  ({len(exc.problems)} problem(s); see `pipeline validate`)"
+            )
+
+
+@app.command()
+def describe(name: Annotated[str, typer.Argument(help="Definition name or path.")]) -> None:
+    """Show a definition's nodes, graph and the settings it needs (values never shown)."""
+    from flows.render import describe_lines
+
+    typer.echo("\n".join(describe_lines(_load(name))))
+
+
+@app.command()
+def validate(
+    targets: Annotated[list[str] | None, typer.Argument(help="Names or paths (default: all).")] = None,
+) -> None:
+    """Validate definitions; every problem is listed, each naming its node."""
+    refs = targets or [str(p) for p in list_definitions()]
+    if not refs:
+        raise Exit("No definitions found")
+    failed = False
+    for ref in refs:
+        try:
+            pipeline = load_definition(ref)
+        except DefinitionError as exc:
+            failed = True
+            typer.echo(f"✗ {ref}", err=True)
+            typer.echo(_definition_message(exc), err=True)
+            continue
+        typer.echo(f"✓ {pipeline.name} ({pipeline.definition_version}, {len(pipeline.nodes)} nodes)")
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of definition files."""
+    from flows.schema import schema_text
+
+    typer.echo(schema_text(), nl=False)
+
+
+@app.command()
+def runs(
+    definition: Annotated[
+        str | None, typer.Option("--definition", "-d", help="Only this definition.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs.")] = 20,
+) -> None:
+    """List recent runs from the Prefect API, newest first."""
+    from flows.runner import list_runs
+
+    rows = list_runs(definition, limit)
+    if not rows:
+        typer.echo("No runs found.")
+        return
+    typer.echo(f"{'started':<26} {'state':<10} {'duration':>9}  {'name':<32} id")
+    for row in rows:
+        duration = f"{row['duration_s']:.2f}s" if row["duration_s"] is not None else "-"
+        started = (row["start_time"] or "-")[:25]
+        typer.echo(f"{started:<26} {row['state']:<10} {duration:>9}  {row['name']:<32} {row['id']}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check Python, the Prefect API, the definitions and the settings they need (names only)."""
+    from flows.doctor import run_checks
+
+    ok = True
+    for passed, line in run_checks():
+        ok &= passed
+        typer.echo(f"{'✓' if passed else '✗'} {line}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning opsflow's errors into clean messages."""
+    try:
+        app(standalone_mode=False)
+    except Exit as exc:
+        typer.echo(str(exc), err=True)
+        sys.exit(exc.code)
+    except DefinitionError as exc:
+        typer.echo(_definition_message(exc), err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    main()

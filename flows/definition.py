@@ -1,0 +1,378 @@
+"""Pipeline definitions: the pydantic model, loading (name, path or dict) and graph validation.
+
+Validation reports every problem at once, each naming its node, so a definition can
+be fixed in one pass. Nothing here reads `${...}` values or imports Prefect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nodes import NODE_TYPES, get_node_type
+from nodes.errors import DefinitionError
+from nodes.jmes import compile_expression
+from nodes.runtime import format_validation_error
+from nodes.templating import has_dynamic
+
+__all__ = [
+    "Defaults",
+    "Definition",
+    "Node",
+    "Pipeline",
+    "definitions_dir",
+    "list_definitions",
+    "load_definition",
+]
+
+SCHEMA_VERSION = "1.0"
+ID_PATTERN = r"^[a-z0-9_-]+$"
+PROJECT_DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
+
+
+class Defaults(BaseModel):
+    """Run options every node inherits unless it sets its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_retries: int = Field(default=0, ge=0, le=20, description="Retries after a retryable failure.")
+    retry_delay_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="Delay before the first retry; doubles each retry, with jitter.",
+    )
+    timeout_seconds: float = Field(
+        default=300.0, gt=0, le=86400, description="A node attempt running longer than this fails."
+    )
+
+
+class Node(BaseModel):
+    """One step of the pipeline; `config` is validated by the node type's own model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=ID_PATTERN, description="Unique id, `[a-z0-9_-]+`.")
+    type: str = Field(description=f"Node type: one of {', '.join(NODE_TYPES)}.")
+    description: str | None = Field(default=None, description="What the node is for.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The node type's settings.")
+    next: str | list[str] | None = Field(default=None, description="Node id(s) that follow; absent = end.")
+    required: bool = Field(default=True, description="A failure of a required node fails the run.")
+    retries: int | None = Field(default=None, ge=0, le=20, description="Overrides defaults.max_retries.")
+    retry_delay_seconds: float | None = Field(
+        default=None, ge=0, le=3600, description="Overrides defaults.retry_delay_seconds."
+    )
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, le=86400, description="Overrides defaults.timeout_seconds."
+    )
+    skip_if_errors: list[str] = Field(
+        default_factory=list, description="Skip this node when any of these upstream nodes failed."
+    )
+    when: str | None = Field(
+        default=None, description="JMESPath over the run context; the node is skipped when it is falsy."
+    )
+
+    def next_ids(self) -> list[str]:
+        if self.next is None:
+            return []
+        return [self.next] if isinstance(self.next, str) else list(self.next)
+
+
+class Definition(BaseModel):
+    """A pipeline definition file (`"version": "1.0"`)."""
+
+    model_config = ConfigDict(extra="forbid", title="opsflow pipeline definition")
+
+    name: str | None = Field(default=None, pattern=ID_PATTERN, description="Defaults to the file's stem.")
+    version: Literal["1.0"] = Field(description="Schema version of the definition format.")
+    description: str = Field(default="", description="What the pipeline is for.")
+    defaults: Defaults = Field(default_factory=Defaults, description="Options every node inherits.")
+    nodes: list[Node] = Field(min_length=1, description="The steps; the first is the entry.")
+
+
+@dataclass
+class Pipeline:
+    """A validated definition with its graph worked out, ready to run or render."""
+
+    definition: Definition
+    name: str
+    definition_version: str
+    source: str
+    raw: dict[str, Any]
+    successors: dict[str, list[str]] = field(default_factory=dict)
+    predecessors: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> dict[str, Node]:
+        return {node.id: node for node in self.definition.nodes}
+
+    @property
+    def entry(self) -> str:
+        return self.definition.nodes[0].id
+
+    @property
+    def description(self) -> str:
+        return self.definition.description
+
+    @cached_property
+    def dynamic(self) -> dict[str, bool]:
+        """Which nodes' configs hold templates or references (the others skip resolution)."""
+        return {node.id: has_dynamic(node.config) for node in self.definition.nodes}
+
+    def options(self, node: Node) -> dict[str, float]:
+        defaults = self.definition.defaults
+        return {
+            "retries": defaults.max_retries if node.retries is None else node.retries,
+            "retry_delay_seconds": (
+                defaults.retry_delay_seconds if node.retry_delay_seconds is None else node.retry_delay_seconds
+            ),
+            "timeout_seconds": defaults.timeout_seconds
+            if node.timeout_seconds is None
+            else node.timeout_seconds,
+        }
+
+    def ancestors(self, node_id: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self.predecessors.get(node_id, []))
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(self.predecessors.get(current, []))
+        return seen
+
+
+def definitions_dir() -> Path:
+    """`OPSFLOW_DEFINITIONS_DIR`, else the project's `definitions/`."""
+    return Path(os.environ.get("OPSFLOW_DEFINITIONS_DIR") or PROJECT_DEFINITIONS)
+
+
+def list_definitions(directory: Path | None = None) -> list[Path]:
+    """The definition files in `directory`, by name (schema.json is not one)."""
+    directory = directory or definitions_dir()
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.json") if p.name != "schema.json")
+
+
+def find_definition(name: str) -> Path:
+    """The file of definition `name`; DefinitionError if there is none."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise DefinitionError(f"Pipeline definition not found: {name}")
+    path = definitions_dir() / f"{name}.json"
+    if not path.is_file():
+        raise DefinitionError(f"Pipeline definition not found: {name}")
+    return path
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Parse a definition file; errors say which file and where."""
+    if not path.is_file():
+        raise DefinitionError(f"Config file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"Invalid JSON in config file: {path}: not UTF-8 ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise DefinitionError(
+            f"Invalid JSON in config file: {path}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise DefinitionError(f"Invalid JSON in config file: {path}: the top level must be an object")
+    return data
+
+
+def load_definition(ref: str | Path | dict[str, Any], *, name: str | None = None) -> Pipeline:
+    """Load and validate a definition given by name, by path, or inline as a dict.
+
+    A string naming an existing file (or ending in .json) is a path; any other string
+    is a definition name looked up in `definitions_dir()`.
+    """
+    if isinstance(ref, dict):
+        raw, source, stem = ref, "inline", None
+    else:
+        text = str(ref)
+        is_path = isinstance(ref, Path) or text.endswith(".json") or os.sep in text
+        path = Path(text) if is_path else find_definition(text)
+        raw, source, stem = read_json(path), str(path), path.stem
+    return validate(raw, source=source, name=name or raw.get("name") or stem or "inline")
+
+
+def canonical_hash(raw: dict[str, Any]) -> str:
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def validate(raw: dict[str, Any], *, source: str = "inline", name: str | None = None) -> Pipeline:
+    """Validate `raw` completely; raise DefinitionError listing every problem."""
+    try:
+        definition = Definition.model_validate(raw)
+    except ValidationError as exc:
+        raise DefinitionError(_structure_problems(exc, raw)) from None
+    problems: list[str] = []
+    ids = [node.id for node in definition.nodes]
+    seen: set[str] = set()
+    for node_id in ids:
+        if node_id in seen:
+            problems.append(f"node {node_id!r}: duplicate id")
+        seen.add(node_id)
+    for node in definition.nodes:
+        problems.extend(_node_problems(node))
+    successors, graph_problems = _edges(definition, seen)
+    problems.extend(graph_problems)
+    pipeline = Pipeline(
+        definition=definition,
+        name=name or definition.name or "inline",
+        definition_version=f"{definition.version}+{canonical_hash(raw)}",
+        source=source,
+        raw=raw,
+        successors=successors,
+        predecessors={node_id: [] for node_id in successors},
+    )
+    for node_id, targets in successors.items():
+        for target in targets:
+            pipeline.predecessors[target].append(node_id)
+    if not graph_problems:
+        problems.extend(_order_problems(pipeline))
+    if problems:
+        raise DefinitionError(problems)
+    return pipeline
+
+
+def _structure_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
+    problems = []
+    nodes = raw.get("nodes") if isinstance(raw.get("nodes"), list) else []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
+            index = loc[1]
+            node = nodes[index] if index < len(nodes) else None
+            node_id = node.get("id") if isinstance(node, dict) else None
+            where = f"node {node_id!r}" if isinstance(node_id, str) else f"node #{index + 1}"
+            field_path = ".".join(str(p) for p in loc[2:])
+            problems.append(f"{where}: {field_path + ': ' if field_path else ''}{err['msg']}")
+        elif loc == ["version"] and err["type"] == "missing":
+            problems.append('version: missing (add "version": "1.0")')
+        else:
+            path = ".".join(str(p) for p in loc) or "definition"
+            problems.append(f"{path}: {err['msg']}")
+    return problems
+
+
+def _node_problems(node: Node) -> list[str]:
+    where = f"node {node.id!r}"
+    problems = []
+    try:
+        module = get_node_type(node.type)
+    except DefinitionError as exc:
+        return [f"{where}: {exc}"]
+    try:
+        module.Config.model_validate(node.config)
+    except ValidationError as exc:
+        # a value that is a template or a reference is only known at run time
+        errors = [e for e in exc.errors(include_url=False) if not _is_dynamic_input(e.get("input"))]
+        if errors:
+            lines = format_validation_error(ValidationError.from_exception_data(exc.title, errors))
+            problems.extend(f"{where}: {line}" for line in lines)
+    if node.when is not None:
+        try:
+            compile_expression(node.when)
+        except ValueError as exc:
+            problems.append(f"{where}: when: {exc}")
+    return problems
+
+
+def _is_dynamic_input(value: Any) -> bool:
+    return isinstance(value, str) and has_dynamic(value)
+
+
+def _edges(definition: Definition, known: set[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Successors of every node: `next` (plus a condition's branches), or list order if no node has `next`."""
+    problems = []
+    nodes = definition.nodes
+    successors: dict[str, list[str]] = {node.id: [] for node in nodes}
+    chained = not any(node.next is not None or node.type == "condition" for node in nodes)
+    for index, node in enumerate(nodes):
+        if chained:
+            targets = [nodes[index + 1].id] if index + 1 < len(nodes) else []
+        else:
+            targets = node.next_ids()
+            if node.type == "condition":
+                targets += [t for t in _branch_ids(node) if t not in targets]
+        for target in targets:
+            if target not in known:
+                problems.append(f"node {node.id!r}: next {target!r} is not a node of this definition")
+            elif target == node.id:
+                problems.append(f"node {node.id!r}: next points to itself (cycle)")
+            elif target not in successors[node.id]:
+                successors[node.id].append(target)
+    return successors, problems
+
+
+def _branch_ids(node: Node) -> list[str]:
+    ids = []
+    for key in ("then", "else"):
+        value = node.config.get(key)
+        if isinstance(value, str):
+            ids.append(value)
+        elif isinstance(value, list):
+            ids.extend(v for v in value if isinstance(v, str))
+    return ids
+
+
+def _order_problems(pipeline: Pipeline) -> list[str]:
+    """Cycles, nodes unreachable from the entry, and skip_if_errors naming a non-upstream node."""
+    problems = []
+    cycle = _find_cycle(pipeline.successors)
+    if cycle:
+        problems.append(f"node {cycle[0]!r}: cycle {' → '.join(cycle)}")
+    reachable = {pipeline.entry}
+    stack = [pipeline.entry]
+    while stack:
+        for target in pipeline.successors[stack.pop()]:
+            if target not in reachable:
+                reachable.add(target)
+                stack.append(target)
+    for node in pipeline.definition.nodes:
+        if node.id not in reachable:
+            problems.append(f"node {node.id!r}: unreachable from the entry node {pipeline.entry!r}")
+    if cycle:
+        return problems
+    for node in pipeline.definition.nodes:
+        upstream = pipeline.ancestors(node.id)
+        for other in node.skip_if_errors:
+            if other not in upstream:
+                problems.append(
+                    f"node {node.id!r}: skip_if_errors names {other!r}, which is not upstream of it"
+                )
+    return problems
+
+
+def _find_cycle(successors: dict[str, list[str]]) -> list[str] | None:
+    WHITE, GREY, BLACK = 0, 1, 2
+    colour = dict.fromkeys(successors, WHITE)
+    for start in successors:
+        if colour[start] != WHITE:
+            continue
+        path = [start]
+        iterators = [iter(successors[start])]
+        colour[start] = GREY
+        while iterators:
+            target = next(iterators[-1], None)
+            if target is None:
+                colour[path.pop()] = BLACK
+                iterators.pop()
+            elif colour[target] == GREY:
+                return path[path.index(target) :] + [target]
+            elif colour[target] == WHITE:
+                colour[target] = GREY
+                path.append(target)
+                iterators.append(iter(successors[target]))
+    return None

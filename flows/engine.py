@@ -1,0 +1,118 @@
+"""Which node runs next, and which are skipped and why: the flow's bookkeeping, free of Prefect.
+
+A node becomes ready once all its predecessors have finished. Before it starts it may
+be skipped: the run already failed, `--only`/`--skip`, a branch not taken (every
+incoming edge is dead), `skip_if_errors`, or a falsy `when`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.definition import Pipeline
+from nodes.jmes import search
+
+BRANCH_NOT_TAKEN = "branch not taken"
+
+
+class RunBook:
+    """The state of every node of one run."""
+
+    def __init__(self, pipeline: Pipeline, only: list[str] | None = None, skip: list[str] | None = None):
+        self.pipeline = pipeline
+        self.only = set(only) if only else None
+        self.skip = set(skip or ())
+        self.state: dict[str, str] = dict.fromkeys(pipeline.nodes, "pending")
+        self.results: dict[str, dict[str, Any]] = {}
+        self.not_taken: dict[str, set[str]] = {}
+        self.failed_required: str | None = None
+        self.error: str | None = None
+        self.order: list[str] = []
+
+    def ready(self) -> list[str]:
+        """Pending nodes whose predecessors have all finished, in definition order."""
+        return [
+            node_id
+            for node_id, state in self.state.items()
+            if state == "pending"
+            and all(
+                self.state[p] in ("done", "failed", "skipped") for p in self.pipeline.predecessors[node_id]
+            )
+        ]
+
+    def skip_reason(self, node_id: str, data: dict[str, Any]) -> str | None:
+        """Why `node_id` must not run, or None to run it."""
+        node = self.pipeline.nodes[node_id]
+        if self.failed_required:
+            return f"run failed at node {self.failed_required!r}"
+        if self.only is not None and node_id not in self.only:
+            return "not in --only"
+        if node_id in self.skip:
+            return "in --skip"
+        preds = self.pipeline.predecessors[node_id]
+        if preds and all(self._dead(p, node_id) for p in preds):
+            return BRANCH_NOT_TAKEN
+        failed = [other for other in node.skip_if_errors if self.state.get(other) == "failed"]
+        if failed:
+            return f"skip_if_errors: {', '.join(failed)} failed"
+        if node.when is not None:
+            try:
+                value = search(node.when, data)
+            except ValueError as exc:
+                return f"when: {exc}"
+            if value in (None, False, "", [], {}):
+                return f"when: {node.when} is false"
+        return None
+
+    def _dead(self, source: str, target: str) -> bool:
+        """An edge that cannot carry the run: its source's branch excluded the target."""
+        result = self.results.get(source)
+        if result and result.get("skipped") and result.get("skip_reason") == BRANCH_NOT_TAKEN:
+            return True
+        if self.pipeline.nodes[source].type != "condition":
+            return False
+        if self.state[source] == "failed":
+            return True
+        return target in self.not_taken.get(source, set())
+
+    def start(self, node_id: str) -> None:
+        self.state[node_id] = "running"
+
+    def finish(self, node_id: str, result: dict[str, Any]) -> None:
+        self.results[node_id] = result
+        self.state[node_id] = "done"
+        self.order.append(node_id)
+        if self.pipeline.nodes[node_id].type == "condition":
+            output = result.get("output") or {}
+            taken = set(output.get("taken") or ())
+            self.not_taken[node_id] = set(output.get("not_taken") or ()) - taken
+
+    def fail(self, node_id: str, result: dict[str, Any], message: str) -> None:
+        self.results[node_id] = result
+        self.state[node_id] = "failed"
+        self.order.append(node_id)
+        if self.pipeline.nodes[node_id].required and not self.failed_required:
+            self.failed_required = node_id
+            self.error = message
+
+    def skipped(self, node_id: str, result: dict[str, Any]) -> None:
+        self.results[node_id] = result
+        self.state[node_id] = "skipped"
+
+    @property
+    def running(self) -> list[str]:
+        return [node_id for node_id, state in self.state.items() if state == "running"]
+
+    @property
+    def status(self) -> str:
+        if self.failed_required:
+            return "failed"
+        if any(state == "failed" for state in self.state.values()):
+            return "partial"
+        return "completed"
+
+    def executed(self) -> list[str]:
+        return [node_id for node_id in self.order if self.state[node_id] in ("done", "failed")]
+
+    def skipped_ids(self) -> list[str]:
+        return [node_id for node_id, state in self.state.items() if state == "skipped"]

@@ -1,0 +1,292 @@
+"""The one Prefect flow: read a definition, run each node as a task, return the Run result.
+
+Prefect owns retries, timeouts, run history and the UI; the flow only decides which
+node runs when (see `flows.engine`) and passes outputs along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from flows.settings import apply_prefect_defaults
+
+apply_prefect_defaults()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.states import Completed, Failed  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
+from prefect.utilities.annotations import quote  # noqa: E402
+
+from flows.definition import Pipeline, load_definition  # noqa: E402
+from flows.engine import RunBook  # noqa: E402
+from flows.render import artifact_markdown, artifact_rows  # noqa: E402
+from nodes.base import NodeContext, RunInfo, Secrets  # noqa: E402
+from nodes.errors import DefinitionError, NodeError  # noqa: E402
+from nodes.runtime import execute_node, node_result  # noqa: E402
+
+__all__ = ["PROGRESS", "run_pipeline", "FLOW_NAME"]
+
+FLOW_NAME = "run-pipeline"
+MAX_CONCURRENT_NODES = 16
+# the longest a Retry-After hint may stretch one retry delay
+MAX_RETRY_AFTER_SECONDS = 120.0
+
+# listeners called with a dict per finished node (the CLI's progress lines)
+PROGRESS: list[Callable[[dict[str, Any]], None]] = []
+
+
+def _flow_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    definition = params.get("definition")
+    if isinstance(definition, dict):
+        definition = definition.get("name") or "inline"
+    trace = params.get("trace_id") or str(flow_run.id or uuid.uuid4())
+    return f"{definition}-{trace.replace('-', '')[:8]}"
+
+
+def _retryable(task, task_run, state) -> bool:
+    """Retry only what may pass on a second try: NodeErrors say so themselves."""
+    try:
+        state.result()
+    except NodeError as exc:
+        return exc.retryable
+    except Exception:
+        return True
+    return False
+
+
+async def _run_node(
+    node_id: str, node_type: str, config: dict, ctx: NodeContext, dynamic: bool, options: dict
+) -> dict:
+    """The body of every node task: execute the node with this attempt's logger and count.
+
+    The handler runs in a thread the task awaits, so Prefect's timeout fails the attempt
+    on time even when the handler is stuck in blocking I/O (the thread is abandoned).
+    """
+    from prefect.runtime import task_run
+
+    attempt = task_run.run_count or 1
+    max_attempts = int(options["retries"]) + 1
+    ctx = dataclasses.replace(ctx, log=get_run_logger(), attempt=attempt, max_attempts=max_attempts)
+    try:
+        result = await asyncio.to_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
+    except NodeError as exc:
+        exc.attempts = attempt
+        if exc.retryable and exc.retry_after and attempt < max_attempts:
+            planned = options["retry_delay_seconds"] * 2 ** (attempt - 1)
+            await asyncio.sleep(max(0.0, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS) - planned))
+        raise
+    result["attempts"] = attempt
+    return result
+
+
+@lru_cache(maxsize=1024)
+def _node_task(node_type: str, node_id: str, retries: int, delay: float, timeout: float):
+    return task(
+        _run_node,
+        name=node_type,
+        task_run_name=node_id,
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(delay) if retries and delay else 0,
+        retry_jitter_factor=0.5 if retries and delay else None,
+        retry_condition_fn=_retryable,
+        timeout_seconds=timeout,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        log_prints=False,
+    )
+
+
+def _read_secret(name: str) -> str:
+    from prefect.blocks.system import Secret
+
+    return str(Secret.load(name).get())
+
+
+@flow(
+    name=FLOW_NAME,
+    flow_run_name=_flow_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_NODES),
+    persist_result=False,
+    log_prints=False,
+    validate_parameters=True,
+)
+async def run_pipeline(
+    definition: str | dict[str, Any],
+    payload: dict[str, Any] | None = None,
+    source: str = "api",
+    environment: str = "development",
+    trace_id: str | None = None,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON)."""
+    from prefect.runtime import flow_run
+
+    started = time.perf_counter()
+    pipeline = load_definition(definition)
+    _check_ids(pipeline, only, skip)
+    run_id = str(flow_run.id) if flow_run.id else None
+    info = RunInfo(
+        trace_id=trace_id or (run_id or uuid.uuid4().hex).replace("-", ""),
+        run_id=run_id,
+        definition=pipeline.name,
+        definition_version=pipeline.definition_version,
+        source=source,
+        environment=environment,
+    )
+    ctx = NodeContext(run=info, payload=payload or {}, secrets=Secrets(), secret_lookup=_read_secret)
+    book = RunBook(pipeline, only=only, skip=skip)
+    incident_id = await _drive(pipeline, book, ctx)
+
+    result = {
+        "trace_id": info.trace_id,
+        "run_id": run_id,
+        "definition": pipeline.name,
+        "definition_version": pipeline.definition_version,
+        "status": book.status,
+        "incident_id": incident_id,
+        "executed_nodes": book.executed(),
+        "skipped_nodes": book.skipped_ids(),
+        "node_results": {
+            node_id: book.results[node_id] for node_id in pipeline.nodes if node_id in book.results
+        },
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "error": book.error,
+    }
+    result = ctx.secrets.redact(result)
+    await _attach_artifacts(pipeline, result)
+    if book.status == "failed":
+        return Failed(message=f"Pipeline failed: {result['error']}", data=result)
+    return Completed(message=f"Pipeline {book.status}", data=result)
+
+
+def _check_ids(pipeline: Pipeline, only: list[str] | None, skip: list[str] | None) -> None:
+    unknown = [i for i in [*(only or []), *(skip or [])] if i not in pipeline.nodes]
+    if unknown:
+        raise DefinitionError(
+            f"unknown node id(s) in only/skip: {', '.join(unknown)} (nodes: {', '.join(pipeline.nodes)})"
+        )
+
+
+async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | None:
+    """Submit nodes as their predecessors finish; collect results until nothing runs."""
+    futures: dict[str, Any] = {}
+    waiting: dict[asyncio.Future, str] = {}
+    incident_id = None
+    total = len(pipeline.nodes)
+    while True:
+        progressed = True
+        while progressed:
+            progressed = False
+            for node_id in book.ready():
+                node = pipeline.nodes[node_id]
+                reason = book.skip_reason(node_id, ctx.data())
+                if reason:
+                    book.skipped(node_id, node_result(node_id, node.type, skipped=True, skip_reason=reason))
+                    _emit(book, node_id, total)
+                    progressed = True
+                    continue
+                options = pipeline.options(node)
+                node_task = _node_task(
+                    node.type,
+                    node_id,
+                    options["retries"],
+                    options["retry_delay_seconds"],
+                    options["timeout_seconds"],
+                )
+                upstream = [futures[p] for p in pipeline.predecessors[node_id] if p in futures]
+                future = node_task.submit(
+                    node_id,
+                    node.type,
+                    quote(node.config),
+                    quote(ctx),
+                    pipeline.dynamic[node_id],
+                    quote(options),
+                    wait_for=upstream,
+                )
+                futures[node_id] = future
+                waiting[asyncio.wrap_future(future.wrapped_future)] = node_id
+                book.start(node_id)
+        if not waiting:
+            return incident_id
+        done, _ = await asyncio.wait(list(waiting), return_when=asyncio.FIRST_COMPLETED)
+        for finished in done:
+            node_id = waiting.pop(finished)
+            node = pipeline.nodes[node_id]
+            state = futures[node_id].state
+            if state.is_completed():
+                result = futures[node_id].result()
+                book.finish(node_id, result)
+                ctx.nodes[node_id] = result["output"]
+                if node.type == "ingest" and isinstance(result["output"].get("incident"), dict):
+                    ctx.incident = result["output"]["incident"]
+                    incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
+            else:
+                book.fail(node_id, *_failure(node_id, node.type, state, ctx))
+            _emit(book, node_id, total)
+
+
+def _failure(node_id: str, node_type: str, state, ctx: NodeContext) -> tuple[dict, str]:
+    """A failed node's result and message, from its final Prefect state."""
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, NodeError):
+        message = exc.message
+        error = {
+            "message": message,
+            "retryable": exc.retryable,
+            **({"details": exc.details} if exc.details else {}),
+        }
+        attempts = getattr(exc, "attempts", 1)
+        duration = getattr(exc, "duration_ms", 0.0)
+    else:
+        kind = "timed out" if isinstance(exc, TimeoutError) or "TimedOut" in str(state.type) else "crashed"
+        message = f"node {node_id!r} {kind}: {state.message or exc}"
+        error = {"message": message, "retryable": True}
+        attempts, duration = getattr(exc, "attempts", 0), 0.0
+    message = ctx.secrets.redact(message)
+    error = ctx.secrets.redact(error)
+    return node_result(node_id, node_type, errors=[error], duration_ms=duration, attempts=attempts), message
+
+
+def _emit(book: RunBook, node_id: str, total: int) -> None:
+    if not PROGRESS:
+        return
+    result = book.results[node_id]
+    event = {
+        "node_id": node_id,
+        "node_type": result["node_type"],
+        "state": book.state[node_id],
+        "index": len(book.results),
+        "total": total,
+        "duration_ms": result["duration_ms"],
+        "skip_reason": result["skip_reason"],
+        "error": result["errors"][0]["message"] if result["errors"] else None,
+    }
+    for listener in PROGRESS:
+        listener(event)
+
+
+async def _attach_artifacts(pipeline: Pipeline, result: dict[str, Any]) -> None:
+    """The node table and a summary on the flow run, so the UI shows what happened."""
+    key = f"opsflow-{pipeline.name}".lower().replace("_", "-")
+    try:
+        await acreate_table_artifact(
+            table=artifact_rows(pipeline, result), key=key, description=f"{pipeline.name}: nodes of this run"
+        )
+        await acreate_markdown_artifact(
+            markdown=artifact_markdown(pipeline, result), key=f"{key}-summary", description="Run summary"
+        )
+    except Exception as exc:  # the run's outcome matters more than its report
+        get_run_logger().warning("could not attach the result artifacts: %s", exc)

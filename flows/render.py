@@ -1,0 +1,186 @@
+"""Text for people: dry-run, describe, the result of a run, and the flow-run artifacts.
+
+Nothing here runs a node or imports Prefect; `${...}` references always show as ***.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from flows.definition import Pipeline
+from nodes.templating import mask_references, referenced_names
+
+RULE = "=" * 60
+STATUS_LINE = {
+    "completed": "✓ Pipeline completed successfully",
+    "partial": "⚠ Pipeline completed with errors (status: partial)",
+    "failed": "✗ Pipeline failed",
+}
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def settings_needed(pipeline: Pipeline) -> list[str]:
+    """Every environment variable or secret the definition refers to, in order."""
+    names: list[str] = []
+    for node in pipeline.definition.nodes:
+        names.extend(n for n in referenced_names(node.config) if n not in names)
+    return names
+
+
+def describe_lines(pipeline: Pipeline, *, skipped: dict[str, str] | None = None) -> list[str]:
+    """The node list shared by `describe` and dry-run."""
+    lines = [
+        f"Pipeline: {pipeline.name} ({pipeline.definition_version})",
+        f"Source: {pipeline.source}",
+    ]
+    if pipeline.description:
+        lines.append(f"Description: {pipeline.description}")
+    lines.append(f"Nodes ({len(pipeline.nodes)}):")
+    for index, node in enumerate(pipeline.definition.nodes, start=1):
+        flags = [] if node.required else ["optional"]
+        options = pipeline.options(node)
+        if options["retries"]:
+            flags.append(f"retries {options['retries']}")
+        suffix = f"  ({', '.join(flags)})" if flags else ""
+        lines.append(f"  {index}. [{node.type}] {node.id}{suffix}")
+        if node.description:
+            lines.append(f"     {node.description}")
+        if node.config:
+            lines.append(f"     config: {_short(mask_references(node.config), 200)}")
+        if node.when:
+            lines.append(f"     when: {node.when}")
+        if node.skip_if_errors:
+            lines.append(f"     skip_if_errors: {', '.join(node.skip_if_errors)}")
+        if skipped and node.id in skipped:
+            lines.append(f"     skipped: {skipped[node.id]}")
+        targets = pipeline.successors[node.id]
+        lines.append(f"     → next: {', '.join(targets)}" if targets else "     → end")
+    names = settings_needed(pipeline)
+    if names:
+        lines.append("Settings:")
+        for name in names:
+            state = (
+                "secret block"
+                if name.startswith("secret:")
+                else ("set" if os.environ.get(name) else "NOT SET")
+            )
+            lines.append(f"  {name}: {state}")
+    return lines
+
+
+def dry_run_text(
+    pipeline: Pipeline,
+    *,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    previews: dict[str, list[dict]] | None = None,
+) -> str:
+    """What `pipeline run --dry-run` prints: the plan, and no node run."""
+    skipped = {}
+    for node_id in pipeline.nodes:
+        if only and node_id not in only:
+            skipped[node_id] = "not in --only"
+        elif skip and node_id in skip:
+            skipped[node_id] = "in --skip"
+    lines = ["=== DRY RUN ===", *describe_lines(pipeline, skipped=skipped)]
+    for node_id, requests in (previews or {}).items():
+        lines.append(f"Would send ({node_id}):")
+        for request in requests:
+            lines.append(f"  {_short(request, 400)}")
+    lines.append("=== END DRY RUN (nothing was run) ===")
+    return "\n".join(lines)
+
+
+def result_text(result: dict[str, Any]) -> str:
+    """The seed's result layout for a finished run."""
+    lines = [
+        RULE,
+        "PIPELINE RESULT",
+        RULE,
+        f"Pipeline: {result['definition']} ({result['definition_version']})",
+        f"Trace ID: {result['trace_id']}",
+        f"Run ID: {result['run_id']}",
+        f"Status: {result['status']}",
+        f"Duration: {result['duration_ms']:.1f} ms",
+    ]
+    if result.get("incident_id"):
+        lines.append(f"Incident: {result['incident_id']}")
+    for node_id in result["executed_nodes"]:
+        node = result["node_results"][node_id]
+        lines.append("")
+        lines.append(f"--- {node['node_type']} ({node_id}) ---")
+        if node["errors"]:
+            for error in node["errors"]:
+                lines.append(f"  ERROR: {error['message']}")
+        for key, value in (node.get("output") or {}).items():
+            lines.append(f"  {key}: {_short(value)}")
+        lines.append(f"  ({node['duration_ms']:.1f} ms, attempt {node.get('attempts') or 1})")
+    if result["skipped_nodes"]:
+        lines.append("")
+        lines.append("Skipped:")
+        for node_id in result["skipped_nodes"]:
+            lines.append(f"  - {node_id}: {result['node_results'][node_id]['skip_reason']}")
+    lines.append("")
+    status_line = STATUS_LINE.get(result["status"], result["status"])
+    if result["status"] == "failed" and result.get("error"):
+        status_line += f": {result['error']}"
+    lines.append(status_line)
+    return "\n".join(lines)
+
+
+def artifact_rows(pipeline: Pipeline, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per node for the flow run's table artifact."""
+    rows = []
+    for node in pipeline.definition.nodes:
+        node_result = result["node_results"].get(node.id)
+        if node_result is None:
+            status, duration, error, attempts = "not run", "", "", ""
+        elif node_result["skipped"]:
+            status, duration, error, attempts = "skipped", "", node_result["skip_reason"], ""
+        else:
+            failed = bool(node_result["errors"])
+            status = "failed" if failed else "completed"
+            duration = node_result["duration_ms"]
+            error = node_result["errors"][0]["message"] if failed else ""
+            attempts = node_result.get("attempts") or 1
+        usage = (node_result or {}).get("output", {}).get("usage") if node_result else None
+        tokens = ""
+        if isinstance(usage, dict):
+            tokens = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
+        rows.append(
+            {
+                "node": node.id,
+                "type": node.type,
+                "status": status,
+                "duration_ms": duration,
+                "attempts": attempts,
+                "tokens": tokens,
+                "error": error,
+            }
+        )
+    return rows
+
+
+def artifact_markdown(pipeline: Pipeline, result: dict[str, Any]) -> str:
+    """A short summary of the run for the flow run's markdown artifact."""
+    lines = [
+        f"# {pipeline.name}: {result['status']}",
+        "",
+        f"- definition version: `{result['definition_version']}`",
+        f"- trace id: `{result['trace_id']}`",
+        f"- duration: {result['duration_ms']:.1f} ms",
+        f"- executed: {', '.join(result['executed_nodes']) or 'none'}",
+    ]
+    if result.get("incident_id"):
+        lines.append(f"- incident: `{result['incident_id']}`")
+    for node_id in result["skipped_nodes"]:
+        lines.append(f"- skipped `{node_id}`: {result['node_results'][node_id]['skip_reason']}")
+    if result.get("error"):
+        lines += ["", f"**Error:** {result['error']}"]
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""What `pipeline run` and `pipeline runs` do once they need Prefect.
+
+On the embedded default (no PREFECT_API_URL) the local server starts first, in the
+background, while Prefect and the flow are imported; it is stopped only after every
+task run of the run is recorded, so history survives the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from typing import Any
+
+from flows.definition import Pipeline
+from flows.server import start_local_server
+from flows.settings import apply_prefect_defaults
+
+RECORD_TIMEOUT = 30.0
+
+
+def _progress_printer(stream):
+    def show(event: dict[str, Any]) -> None:
+        head = f"▶ [{event['index']}/{event['total']}] {event['node_type']} {event['node_id']} …"
+        if event["state"] == "skipped":
+            tail = f"skipped ({event['skip_reason']})"
+        elif event["state"] == "failed":
+            tail = f"FAILED in {event['duration_ms']:.0f} ms: {event['error']}"
+        else:
+            tail = f"done in {event['duration_ms']:.0f} ms"
+        print(f"{head} {tail}", file=stream, flush=True)
+
+    return show
+
+
+def run_from_cli(
+    pipeline: Pipeline,
+    *,
+    definition_ref: str | dict[str, Any],
+    payload: dict[str, Any],
+    source: str,
+    environment: str,
+    trace_id: str | None,
+    only: list[str] | None,
+    skip: list[str] | None,
+    as_json: bool,
+    verbose: bool,
+) -> dict[str, Any]:
+    """Run the flow in this process and print progress and the result; return the Run result."""
+    apply_prefect_defaults(quiet_console=not verbose)
+    server = start_local_server()
+    try:
+        from flows import pipeline as flow_module
+        from flows.history import flush_client_queues, wait_for_task_runs
+        from flows.render import result_text
+
+        if server is not None:
+            server.wait_ready()
+        # with --json, stdout carries only the result: console notifications go to stderr
+        out = sys.stderr if as_json else sys.stdout
+        listener = _progress_printer(sys.stderr)
+        flow_module.PROGRESS.append(listener)
+        try:
+            with contextlib.redirect_stdout(out):
+                state = asyncio.run(
+                    flow_module.run_pipeline(
+                        definition=definition_ref,
+                        payload=payload,
+                        source=source,
+                        environment=environment,
+                        trace_id=trace_id,
+                        only=only,
+                        skip=skip,
+                        return_state=True,
+                    )
+                )
+        finally:
+            flow_module.PROGRESS.remove(listener)
+        result = state.result(raise_on_failure=False)
+        if not isinstance(result, dict):  # the flow itself crashed before producing a result
+            raise RuntimeError(f"the flow run ended {state.type.value}: {state.message}")
+        if result.get("run_id"):
+            expected = len(result["executed_nodes"])
+            flush_client_queues()
+            found = asyncio.run(wait_for_task_runs(result["run_id"], expected, RECORD_TIMEOUT))
+            if found < expected:
+                print(f"warning: only {found} of {expected} task runs were recorded", file=sys.stderr)
+        flush_client_queues()
+        if as_json:
+            print(json.dumps(result, indent=2, default=str))
+        else:
+            print(result_text(result))
+        return result
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def list_runs(definition: str | None, limit: int) -> list[dict[str, Any]]:
+    apply_prefect_defaults(quiet_console=True)
+    server = start_local_server()
+    try:
+        from flows.history import recent_runs
+
+        if server is not None:
+            server.wait_ready()
+        return asyncio.run(recent_runs(definition, limit))
+    finally:
+        if server is not None:
+            server.stop()

@@ -1,0 +1,30 @@
+"""JMESPath, compiled once per expression, with errors that say which expression failed."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["compile_expression", "search"]
+
+
+@lru_cache(maxsize=1024)
+def compile_expression(expression: str):
+    """Compile `expression`; raise ValueError with JMESPath's own message when it is invalid."""
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as exc:
+        raise ValueError(f"invalid JMESPath {expression!r}: {str(exc).splitlines()[0]}") from None
+
+
+def search(expression: str, data: Any) -> Any:
+    """Evaluate `expression` over `data`; ValueError (naming it) if it fails at run time."""
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        return compile_expression(expression).search(data)
+    except JMESPathError as exc:
+        raise ValueError(f"JMESPath {expression!r} failed: {exc}") from None
