@@ -125,7 +125,7 @@ def run(
 
     result = run_from_cli(
         pipeline,
-        definition_ref=pipeline.raw if config else pipeline.name,
+        definition_ref=str(config.resolve()) if config else pipeline.name,
         payload=data,
         source=source,
         environment=environment,
@@ -231,6 +231,27 @@ def runs(
 
 
 @app.command()
+def incidents(
+    incident_id: Annotated[
+        str | None, typer.Argument(help="Show this incident (default: list them).")
+    ] = None,
+    status: Annotated[str | None, typer.Option(help="Only `open` or `resolved` incidents.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many incidents.")] = 20,
+) -> None:
+    """List incidents in the incident store (OPSFLOW_DATABASE_URL), or show one with its alerts."""
+    from flows.incidents import incident_lines, incidents_table
+    from nodes.errors import IngestError
+
+    try:
+        lines = incident_lines(incident_id) if incident_id else incidents_table(status, limit)
+    except IngestError as exc:
+        raise Exit(str(exc), code=1) from None
+    if lines is None:
+        raise Exit(f"Incident not found: {incident_id}", code=1)
+    typer.echo("\n".join(lines))
+
+
+@app.command()
 def doctor() -> None:
     """Check Python, the Prefect API, the definitions and the settings they need (names only)."""
     from flows.doctor import run_checks
@@ -246,7 +267,8 @@ def doctor() -> None:
 def main() -> None:
     """Console entry point: run the app, turning opsflow's errors into clean messages."""
     try:
-        app(standalone_mode=False)
+        # without standalone mode, click returns the code of a typer.Exit instead of raising it
+        code = app(standalone_mode=False)
     except Exit as exc:
         typer.echo(str(exc), err=True)
         sys.exit(exc.code)
@@ -259,13 +281,12 @@ def main() -> None:
         typer.echo("Aborted.", err=True)
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # usage errors of typer's bundled click (its classes are private): show, no traceback
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from nodes import NODE_TYPES, get_node_type
 from nodes.errors import DefinitionError
 from nodes.jmes import compile_expression
 from nodes.runtime import format_validation_error
-from nodes.templating import has_dynamic
+from nodes.templating import has_dynamic, referenced_names
 
 __all__ = [
     "Defaults",
@@ -125,6 +125,18 @@ class Pipeline:
     def dynamic(self) -> dict[str, bool]:
         """Which nodes' configs hold templates or references (the others skip resolution)."""
         return {node.id: has_dynamic(node.config) for node in self.definition.nodes}
+
+    @cached_property
+    def settings(self) -> list[str]:
+        """Every environment variable (or `secret:NAME` block) the nodes' configs refer to."""
+        names: list[str] = []
+        for node in self.definition.nodes:
+            names.extend(n for n in referenced_names(node.config) if n not in names)
+        return names
+
+    def configured(self) -> dict[str, bool]:
+        """Which referenced environment variables are set now (names only)."""
+        return {name: bool(os.environ.get(name)) for name in self.settings if not name.startswith("secret:")}
 
     def options(self, node: Node) -> dict[str, float]:
         defaults = self.definition.defaults

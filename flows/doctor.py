@@ -7,7 +7,6 @@ import sys
 from collections.abc import Iterator
 
 from flows.definition import definitions_dir, list_definitions, load_definition
-from flows.render import settings_needed
 from flows.server import configured_api_url
 from nodes import get_node_type
 from nodes.errors import DefinitionError
@@ -35,7 +34,7 @@ def run_checks() -> Iterator[tuple[bool, str]]:
 
 def _needed(pipeline) -> list[str]:
     """Settings referenced as ${...}, plus those a node type says it needs (e.g. OPENAI_API_KEY)."""
-    names = settings_needed(pipeline)
+    names = list(pipeline.settings)
     for node in pipeline.definition.nodes:
         required = getattr(get_node_type(node.type), "required_settings", None)
         if required:

@@ -7,7 +7,9 @@ node runs when (see `flows.engine`) and passes outputs along.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,7 +31,7 @@ from prefect.utilities.annotations import quote  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine import RunBook  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
-from nodes.base import NodeContext, RunInfo, Secrets  # noqa: E402
+from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
 from nodes.errors import DefinitionError, NodeError  # noqa: E402
 from nodes.runtime import execute_node, node_result  # noqa: E402
 
@@ -57,13 +59,8 @@ def _flow_run_name() -> str:
 
 def _retryable(task, task_run, state) -> bool:
     """Retry only what may pass on a second try: NodeErrors say so themselves."""
-    try:
-        state.result()
-    except NodeError as exc:
-        return exc.retryable
-    except Exception:
-        return True
-    return False
+    exc = state.result(raise_on_failure=False, _sync=True)
+    return exc.retryable if isinstance(exc, NodeError) else True
 
 
 async def _run_node(
@@ -78,9 +75,10 @@ async def _run_node(
 
     attempt = task_run.run_count or 1
     max_attempts = int(options["retries"]) + 1
-    ctx = dataclasses.replace(ctx, log=get_run_logger(), attempt=attempt, max_attempts=max_attempts)
+    log = RedactingLogger(get_run_logger(), ctx.secrets)
+    ctx = dataclasses.replace(ctx, log=log, attempt=attempt, max_attempts=max_attempts)
     try:
-        result = await asyncio.to_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
+        result = await _in_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
     except NodeError as exc:
         exc.attempts = attempt
         if exc.retryable and exc.retry_after and attempt < max_attempts:
@@ -89,6 +87,33 @@ async def _run_node(
         raise
     result["attempts"] = attempt
     return result
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Await `fn` run in its own daemon thread.
+
+    Unlike `asyncio.to_thread`, a thread abandoned at a timeout does not hold up the
+    task's event loop on shutdown (which waits for its default executor).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(setter: Callable[[Any], None], value: Any) -> None:
+        if not future.done():
+            setter(value)
+
+    def work() -> None:
+        try:
+            outcome = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the awaiting task, which re-raises it
+            setter, value = future.set_exception, exc
+        else:
+            setter, value = future.set_result, outcome
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the attempt timed out
+            loop.call_soon_threadsafe(settle, setter, value)
+
+    threading.Thread(target=work, name="opsflow-node", daemon=True).start()
+    return await future
 
 
 @lru_cache(maxsize=1024)
@@ -145,6 +170,7 @@ async def run_pipeline(
         definition_version=pipeline.definition_version,
         source=source,
         environment=environment,
+        configured=pipeline.configured(),
     )
     ctx = NodeContext(run=info, payload=payload or {}, secrets=Secrets(), secret_lookup=_read_secret)
     book = RunBook(pipeline, only=only, skip=skip)
@@ -206,7 +232,8 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     options["retry_delay_seconds"],
                     options["timeout_seconds"],
                 )
-                upstream = [futures[p] for p in pipeline.predecessors[node_id] if p in futures]
+                # the dependency is for the UI's graph; a failed optional upstream must not block
+                upstream = [futures[p] for p in pipeline.predecessors[node_id] if book.state[p] == "done"]
                 future = node_task.submit(
                     node_id,
                     node.type,
@@ -225,6 +252,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
         for finished in done:
             node_id = waiting.pop(finished)
             node = pipeline.nodes[node_id]
+            futures[node_id].wait()  # already done: records the final state on the future
             state = futures[node_id].state
             if state.is_completed():
                 result = futures[node_id].result()
@@ -240,7 +268,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
 
 def _failure(node_id: str, node_type: str, state, ctx: NodeContext) -> tuple[dict, str]:
     """A failed node's result and message, from its final Prefect state."""
-    exc = state.result(raise_on_failure=False)
+    exc = state.result(raise_on_failure=False, _sync=True)
     if isinstance(exc, NodeError):
         message = exc.message
         error = {

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from flows.definition import Pipeline
-from nodes.templating import mask_references, referenced_names
+from nodes.templating import mask_references
 
 RULE = "=" * 60
 STATUS_LINE = {
@@ -23,14 +23,6 @@ STATUS_LINE = {
 def _short(value: Any, limit: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def settings_needed(pipeline: Pipeline) -> list[str]:
-    """Every environment variable or secret the definition refers to, in order."""
-    names: list[str] = []
-    for node in pipeline.definition.nodes:
-        names.extend(n for n in referenced_names(node.config) if n not in names)
-    return names
 
 
 def describe_lines(pipeline: Pipeline, *, skipped: dict[str, str] | None = None) -> list[str]:
@@ -61,7 +53,7 @@ def describe_lines(pipeline: Pipeline, *, skipped: dict[str, str] | None = None)
             lines.append(f"     skipped: {skipped[node.id]}")
         targets = pipeline.successors[node.id]
         lines.append(f"     → next: {', '.join(targets)}" if targets else "     → end")
-    names = settings_needed(pipeline)
+    names = pipeline.settings
     if names:
         lines.append("Settings:")
         for name in names:

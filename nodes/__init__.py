@@ -22,6 +22,8 @@ NODE_TYPES: dict[str, str] = {
     "transform": "nodes.transform",
     "condition": "nodes.condition",
     "notify": "nodes.notify.node",
+    "intelligence": "nodes.intelligence.node",
+    "ingest": "nodes.ingest.node",
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NodeContext", "Secrets", "RunInfo"]
+__all__ = ["NodeContext", "RedactingLogger", "RunInfo", "Secrets"]
 
 REDACTED = "***"
 
@@ -49,6 +49,19 @@ class Secrets:
         return value
 
 
+class RedactingLogger(logging.LoggerAdapter):
+    """A logger that scrubs the run's secrets from every message before it is emitted."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter, secrets: Secrets):
+        super().__init__(logger, {})
+        self.secrets = secrets
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            self.logger.log(level, self.secrets.redact(text), **kwargs)
+
+
 @dataclass
 class RunInfo:
     """Identity of the run a node belongs to."""
@@ -59,9 +72,13 @@ class RunInfo:
     definition_version: str = ""
     source: str = "cli"
     environment: str = "development"
+    # which environment settings the definition refers to are set (names only, never values),
+    # so `when` can route: `run.configured.SLACK_WEBHOOK_URL`
+    configured: dict[str, bool] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "configured": self.configured,
             "trace_id": self.trace_id,
             "run_id": self.run_id,
             "definition": self.definition,

@@ -80,8 +80,10 @@ def execute_node(
     node_ctx = ctx.for_node(node_id)
     started = time.perf_counter()
     try:
-        resolved = resolve(config, node_ctx) if dynamic else config
-        output = get_node_type(node_type).run(validate_config(node_type, resolved), node_ctx)
+        module = get_node_type(node_type)
+        # a node type may keep some templates for itself (the webhook body renders with `message`)
+        resolved = getattr(module, "resolve_config", resolve)(config, node_ctx) if dynamic else config
+        output = module.run(validate_config(node_type, resolved), node_ctx)
     except NodeError as exc:
         exc.message = ctx.secrets.redact(f"node {node_id!r}: {exc.message}")
         exc.args = (exc.message,)

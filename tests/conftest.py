@@ -32,15 +32,21 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PREFECT_API_URL", None)
     os.environ.pop("OPSFLOW_DEFINITIONS_DIR", None)
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from flows.settings import apply_prefect_defaults
     from flows.server import start_local_server
+    from flows.settings import apply_prefect_defaults
 
     apply_prefect_defaults()
     _SERVER = start_local_server()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    import sys
+
     if _SERVER is not None:
+        if "prefect" in sys.modules:
+            from flows.history import flush_client_queues
+
+            flush_client_queues()
         _SERVER.stop()
 
 

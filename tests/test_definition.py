@@ -33,8 +33,10 @@ def problems(raw) -> list[str]:
 def test_shipped_definitions_are_valid():
     pipeline = load_definition("health-check")
     assert pipeline.name == "health-check"
-    assert list(pipeline.nodes) == ["metrics", "thresholds", "triage", "alert", "all-clear"]
-    assert pipeline.successors["triage"] == ["alert", "all-clear"]
+    assert list(pipeline.nodes) == ["metrics", "thresholds", "triage", "analyze", "alert", "all-clear"]
+    assert pipeline.successors["triage"] == ["analyze", "all-clear"]
+    for name in ("alert-triage", "ai-triage"):
+        assert load_definition(name).entry == "ingest"
 
 
 def test_definition_version_is_version_plus_content_hash():
@@ -109,7 +111,9 @@ def test_extra_config_keys_are_refused():
 
 
 def test_templates_and_references_are_checked_at_run_time_only():
-    pipeline = validate(make(node("c", "check", config={"checks": [{"metric": "x", "warning": "{{ payload.w }}"}]})))
+    pipeline = validate(
+        make(node("c", "check", config={"checks": [{"metric": "x", "warning": "{{ payload.w }}"}]}))
+    )
     assert pipeline.dynamic == {"c": True}
 
 
@@ -152,7 +156,9 @@ def test_cycle_unreachable_and_skip_if_errors():
 
 
 def test_bad_ids_and_unknown_fields_name_the_node():
-    found = problems(make({"id": "Bad Id", "type": "transform"}, node("ok", "transform", retries=-1, colour="red")))
+    found = problems(
+        make({"id": "Bad Id", "type": "transform"}, node("ok", "transform", retries=-1, colour="red"))
+    )
     text = "\n".join(found)
     assert "node 'Bad Id': id: String should match pattern" in text
     assert "node 'ok': retries: Input should be greater than or equal to 0" in text
@@ -160,7 +166,9 @@ def test_bad_ids_and_unknown_fields_name_the_node():
 
 
 def test_condition_branches_must_exist_and_count_as_edges():
-    found = problems(make(node("pick", config={"if": "`true`", "then": "yes", "else": "no"}), node("yes", "transform")))
+    found = problems(
+        make(node("pick", config={"if": "`true`", "then": "yes", "else": "no"}), node("yes", "transform"))
+    )
     assert found == ["node 'pick': next 'no' is not a node of this definition"]
     pipeline = validate(
         make(
@@ -186,8 +194,16 @@ def test_options_come_from_node_or_defaults():
             defaults={"max_retries": 1, "retry_delay_seconds": 0.5},
         )
     )
-    assert pipeline.options(pipeline.nodes["a"]) == {"retries": 5, "retry_delay_seconds": 0.5, "timeout_seconds": 9}
-    assert pipeline.options(pipeline.nodes["b"]) == {"retries": 1, "retry_delay_seconds": 0.5, "timeout_seconds": 300}
+    assert pipeline.options(pipeline.nodes["a"]) == {
+        "retries": 5,
+        "retry_delay_seconds": 0.5,
+        "timeout_seconds": 9,
+    }
+    assert pipeline.options(pipeline.nodes["b"]) == {
+        "retries": 1,
+        "retry_delay_seconds": 0.5,
+        "timeout_seconds": 300,
+    }
 
 
 def test_checked_in_schema_is_current():

@@ -18,7 +18,9 @@ def ctx(**fields) -> NodeContext:
 
 
 def test_context_collects_requested_groups():
-    config = context.Config(include=["cpu", "memory", "disk", "load", "processes", "network"], top_processes=3)
+    config = context.Config(
+        include=["cpu", "memory", "disk", "load", "processes", "network"], top_processes=3
+    )
     out = context.run(config, ctx())
     assert 0 <= out["cpu"]["percent"] <= 100 and out["cpu"]["count"] >= 1
     assert 0 < out["memory"]["percent"] < 100 and out["memory"]["total"] > out["memory"]["available"] > 0
@@ -40,7 +42,13 @@ def test_context_per_cpu_and_bad_disk_path():
 
 @pytest.mark.parametrize(
     "value, op, expected",
-    [(50, ">=", "ok"), (80, ">=", "warning"), (95, ">=", "critical"), (15, "<=", "warning"), (4, "<=", "critical")],
+    [
+        (50, ">=", "ok"),
+        (80, ">=", "warning"),
+        (95, ">=", "critical"),
+        (15, "<=", "warning"),
+        (4, "<=", "critical"),
+    ],
 )
 def test_threshold_levels(value, op, expected):
     levels = (80, 95) if op == ">=" else (20, 5)
@@ -48,7 +56,9 @@ def test_threshold_levels(value, op, expected):
 
 
 def test_check_thresholds_over_earlier_outputs():
-    run_ctx = ctx(nodes={"metrics": {"cpu": {"percent": 97.5}, "memory": {"percent": 40}, "disk": {"percent": 85}}})
+    run_ctx = ctx(
+        nodes={"metrics": {"cpu": {"percent": 97.5}, "memory": {"percent": 40}, "disk": {"percent": 85}}}
+    )
     config = check.Config(
         checks=[
             {"name": "cpu", "metric": "cpu.percent", "warning": 80, "critical": 95},
@@ -90,7 +100,9 @@ def test_http_and_tcp_checks_against_local_servers(httpserver):
     out = check.run(config, ctx())
     by_name = {c["name"]: c for c in out["checks"]}
     assert by_name["up"]["status"] == "ok" and by_name["up"]["http_status"] == 200
-    assert by_name["down"]["status"] == "critical" and "HTTP 503, expected [200]" in by_name["down"]["message"]
+    assert (
+        by_name["down"]["status"] == "critical" and "HTTP 503, expected [200]" in by_name["down"]["message"]
+    )
     assert by_name["accepts-503"]["status"] == "ok"
     assert by_name["open"]["status"] == "ok"
     assert by_name["closed"]["status"] == "critical"
@@ -122,10 +134,14 @@ ANALYSIS = {
 
 def test_transform_steps():
     run_ctx = ctx(nodes={"analyze": ANALYSIS})
-    out = transform.run(transform.Config(source_node="analyze", filter_priority=["critical", "high"]), run_ctx)
+    out = transform.run(
+        transform.Config(source_node="analyze", filter_priority=["critical", "high"]), run_ctx
+    )
     assert [r["title"] for r in out["recommendations"]] == ["Restart worker", "Page DBA"]
     out = transform.run(
-        transform.Config(source_node="analyze", mapping={"headline": "summary", "count": "length(recommendations)"}),
+        transform.Config(
+            source_node="analyze", mapping={"headline": "summary", "count": "length(recommendations)"}
+        ),
         run_ctx,
     )
     assert out == {"headline": "Memory pressure on db-01", "count": 3}
@@ -145,7 +161,9 @@ def test_transform_errors():
 
 
 def test_condition_picks_branches():
-    config = condition.Config.model_validate({"if": "nodes.c.status == 'critical'", "then": "page", "else": ["log"]})
+    config = condition.Config.model_validate(
+        {"if": "nodes.c.status == 'critical'", "then": "page", "else": ["log"]}
+    )
     out = condition.run(config, ctx(nodes={"c": {"status": "critical"}}))
     assert out == {"result": True, "branch": "then", "taken": ["page"], "not_taken": ["log"]}
     out = condition.run(config, ctx(nodes={"c": {"status": "ok"}}))
@@ -174,7 +192,9 @@ def test_references_resolve_at_run_time_and_are_recorded(monkeypatch):
 
 def test_reference_and_template_errors_name_node_and_field(monkeypatch):
     monkeypatch.delenv("OPSFLOW_MISSING", raising=False)
-    with pytest.raises(TemplateError, match=r"node 'n' config.url: environment variable OPSFLOW_MISSING is not set"):
+    with pytest.raises(
+        TemplateError, match=r"node 'n' config.url: environment variable OPSFLOW_MISSING is not set"
+    ):
         resolve({"url": "${OPSFLOW_MISSING}"}, ctx())
     with pytest.raises(TemplateError, match=r"node 'n' config.title: template syntax error"):
         resolve({"title": "{{ payload.x "}, ctx())

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from nodes.base import NodeContext
 from nodes.notify.message import Message
 
+HTTP = False
+
 
 class Config(BaseModel):
     """Where and how to print."""
@@ -24,11 +26,19 @@ def format_message(message: Message) -> str:
 
 
 def preview(config: Config, message: Message) -> dict[str, Any]:
-    return {"driver": "console", "target": config.stream, "body": format_message(message)}
+    return {"driver": "console", "method": "print", "url": config.stream, "body": format_message(message)}
 
 
-def send(config: Config, message: Message, ctx: NodeContext) -> dict[str, Any]:
+def send(config: Config, message: Message, ctx: NodeContext, client: Any = None) -> dict[str, Any]:
+    """Print; `client` is accepted for a uniform driver signature and unused."""
     stream = sys.stdout if config.stream == "stdout" else sys.stderr
     print(format_message(message), file=stream, flush=True)
     ctx.log.info("notification printed: %s", message.title)
-    return {"driver": "console", "status": "delivered", "target": config.stream}
+    return {
+        "driver": "console",
+        "status": "delivered",
+        "http_status": None,
+        "message_id": None,
+        "error": None,
+        "target": config.stream,
+    }

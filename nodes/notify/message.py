@@ -11,9 +11,53 @@ from typing import Any
 
 from nodes.base import NodeContext
 
-__all__ = ["Message", "build_message", "truncate"]
+__all__ = [
+    "SEVERITY_COLOURS",
+    "SEVERITY_EMOJI",
+    "Message",
+    "alertmanager_subject",
+    "build_message",
+    "severity_level",
+    "truncate",
+]
 
 TRUNCATED = "… [truncated]"
+
+# Every driver speaks these four levels (PagerDuty's own set); anything else maps onto them.
+_LEVELS = {
+    "critical": "critical",
+    "fatal": "critical",
+    "emergency": "critical",
+    "disaster": "critical",
+    "page": "critical",
+    "high": "error",
+    "error": "error",
+    "major": "error",
+    "warning": "warning",
+    "warn": "warning",
+    "average": "warning",
+    "medium": "warning",
+    "minor": "warning",
+}
+SEVERITY_COLOURS = {
+    "critical": "#d00000",
+    "error": "#e8590c",
+    "warning": "#f2c744",
+    "info": "#439fe0",
+    "resolved": "#2eb67d",
+}
+SEVERITY_EMOJI = {
+    "critical": ":red_circle:",
+    "error": ":large_orange_circle:",
+    "warning": ":warning:",
+    "info": ":information_source:",
+    "resolved": ":white_check_mark:",
+}
+
+
+def severity_level(severity: str | None) -> str:
+    """`critical`, `error`, `warning` or `info`: alert sources use free text for severity."""
+    return _LEVELS.get(str(severity or "").strip().lower(), "info")
 
 
 @dataclass
@@ -29,6 +73,16 @@ class Message:
     links: list[dict[str, str]] = field(default_factory=list)
     incident: dict[str, Any] | None = None
     run: dict[str, Any] = field(default_factory=dict)
+    headline: str = ""  # the title without the RESOLVED prefix: stable across firing and resolve
+    data: dict[str, Any] = field(default_factory=dict, repr=False)  # ctx.data(), for body templates
+
+    @property
+    def level(self) -> str:
+        return severity_level(self.severity)
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == "resolved"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,8 +121,9 @@ def build_message(
             title = _first_line(analysis["summary"])
         else:
             title = f"{ctx.run.definition or 'pipeline'}: {_check_headline(checks)}"
-        if status == "resolved":
-            title = f"RESOLVED: {title}"
+    headline = title.removeprefix("RESOLVED: ")
+    if status == "resolved":
+        title = f"RESOLVED: {headline}"
     if not message:
         message = _default_text(analysis, incident, checks)
 
@@ -84,7 +139,35 @@ def build_message(
         links=_links(incident),
         incident=incident,
         run=ctx.run.as_dict(),
+        headline=headline,
+        data=ctx.data(),
     )
+
+
+def alertmanager_subject(message: Message) -> str:
+    """`[FIRING:2] HighMemory (db-01 web-01)`: the subject on-call people already filter on."""
+    incident = message.incident or {}
+    alerts = incident.get("alerts") or []
+    if message.resolved:
+        prefix = "[RESOLVED]"
+    else:
+        firing = incident.get("firing_count")
+        if firing is None:
+            firing = sum(1 for a in alerts if a.get("status", "firing") == "firing") or 1
+        prefix = f"[FIRING:{firing}]"
+    names = {(a.get("labels") or {}).get("alertname") for a in alerts} - {None}
+    name = names.pop() if len(names) == 1 else message.headline
+    hosts = sorted(h for h in (_host(a) for a in alerts) if h)
+    suffix = f" ({' '.join(dict.fromkeys(hosts))})" if hosts else ""
+    return truncate(f"{prefix} {name}{suffix}", 250)
+
+
+def _host(alert: dict[str, Any]) -> str | None:
+    labels = alert.get("labels") or {}
+    for key in ("instance", "host", "hostname", "node"):
+        if labels.get(key):
+            return str(labels[key])
+    return alert.get("host") or None
 
 
 def _latest(ctx: NodeContext, predicate) -> dict[str, Any] | None:

@@ -1,16 +1,28 @@
-"""`notify` node: build one message from the run and deliver it to one or more channels."""
+"""`notify` node: build one message from the run and deliver it to one or more channels.
+
+A retry of the node does not re-send to channels an earlier attempt of the same run
+already reached: delivered channels are remembered per (trace id, node id) in memory.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
-from nodes.base import NodeContext
+from nodes.base import REDACTED, NodeContext
 from nodes.errors import DefinitionError, DeliveryError, NodeError
 from nodes.notify import get_driver
 from nodes.notify.message import Message, build_message
+from nodes.templating import REFERENCE, resolve
+
+__all__ = ["Channel", "Config", "forget_deliveries", "preview", "resolve_config", "run"]
 
 _COMMON = ("driver", "channel", "title", "message", "severity")
 
@@ -85,25 +97,69 @@ def message_for(config: Config, target: Channel, ctx: NodeContext) -> Message:
 
 
 def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
+    """Deliver to every target concurrently; fail (listing each failure) unless all succeeded."""
     targets = config.targets()
-    if len(targets) == 1:
-        outcomes = [_deliver(config, targets[0], ctx)]
-    else:
-        with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
-            outcomes = list(pool.map(lambda t: _deliver(config, t, ctx), targets))
-    deliveries = [record for record, _ in outcomes]
-    failures = [error for _, error in outcomes if error is not None]
-    first = message_for(config, targets[0], ctx)
+    for target in targets:
+        _register_secrets(target.settings, ctx)
+    memory_key = (ctx.run.trace_id, ctx.node_id)
+    earlier = _remembered(memory_key)
+    keys = [_channel_key(i, t) for i, t in enumerate(targets)]
+    pending = [i for i, k in enumerate(keys) if k not in earlier]
+
+    messages: dict[tuple, Message] = {}  # built once per distinct override, shared read-only
+    for target in targets:
+        overrides = (
+            target.title or config.title,
+            target.message or config.message,
+            target.severity or config.severity,
+        )
+        if overrides not in messages:
+            messages[overrides] = message_for(config, target, ctx)
+    outcomes: dict[int, tuple[dict[str, Any], NodeError | None]] = {}
+    with _http_client(targets, pending) as client:
+
+        def deliver(i: int) -> tuple[int, tuple[dict[str, Any], NodeError | None]]:
+            t = targets[i]
+            message = messages[
+                (t.title or config.title, t.message or config.message, t.severity or config.severity)
+            ]
+            outcome = _deliver(t, message, ctx, client)
+            if outcome[1] is None:
+                _remember(memory_key, keys[i], outcome[0])
+            return i, outcome
+
+        if len(pending) == 1:
+            outcomes.update([deliver(pending[0])])
+        elif pending:
+            with ThreadPoolExecutor(max_workers=min(64, len(pending))) as pool:
+                outcomes.update(pool.map(deliver, pending))
+
+    deliveries, failures = [], []
+    for i, key in enumerate(keys):
+        if i in outcomes:
+            record, error = outcomes[i]
+            if error is not None:
+                failures.append(error)
+        else:
+            record = {**earlier[key], "earlier_attempt": True}
+        deliveries.append({**record, "channel_index": i})
     output = {
-        "message": first.as_dict(),
+        "message": next(iter(messages.values())).as_dict(),
         "channels_attempted": len(targets),
         "channels_succeeded": len(targets) - len(failures),
         "deliveries": deliveries,
     }
+    state: dict[str, Any] = {}
+    for record in deliveries:
+        state.update(record.get("incident_state") or {})
+    if state:
+        output["incident_state"] = state
+        _keep_incident_state(state, ctx)
+    output = ctx.secrets.redact(output)
     if failures:
-        summary = "; ".join(f"{d['driver']}: {d['error']}" for d in deliveries if d.get("error"))
+        summary = "; ".join(f"{d['driver']}: {d['error']}" for d in output["deliveries"] if d.get("error"))
         raise DeliveryError(
-            f"{len(failures)} of {len(targets)} channel(s) failed: {summary}",
+            ctx.secrets.redact(f"{len(failures)} of {len(targets)} channel(s) failed: {summary}"),
             retryable=any(e.retryable for e in failures),
             retry_after=max((e.retry_after or 0 for e in failures), default=None) or None,
             details=output,
@@ -111,13 +167,170 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     return output
 
 
-def _deliver(config: Config, target: Channel, ctx: NodeContext):
-    message = message_for(config, target, ctx)
+def _keep_incident_state(state: dict[str, Any], ctx: NodeContext) -> None:
+    """Store what a resolve must find later (Slack's thread ts) on the run's incident.
+
+    The message is already delivered: a store failure is logged, not raised, so a
+    retry does not send it twice.
+    """
+    incident_id = (ctx.incident or {}).get("id")
+    if not incident_id:
+        return
+    from nodes.ingest.store import save_notification_state
+
     try:
-        record = get_driver(target.driver).send(target.settings, message, ctx)
-        return record, None
+        ctx.incident["notification_state"] = save_notification_state(incident_id, state)
+    except Exception as exc:
+        ctx.log.warning("could not store the notification state of incident %s: %s", incident_id, exc)
+
+
+def _deliver(target: Channel, message: Message, ctx: NodeContext, client: Any):
+    try:
+        record = get_driver(target.driver).send(target.settings, message, ctx, client=client)
+        return ctx.secrets.redact(record), None
     except NodeError as exc:
-        return {"driver": target.driver, "status": "failed", "error": exc.message}, exc
+        exc.message = ctx.secrets.redact(exc.message)
+        failed = {"driver": target.driver, "status": "failed", "error": exc.message}
+        failed["http_status"] = exc.details.get("http_status")
+        if exc.retry_after is not None:
+            failed["retry_after"] = exc.retry_after
+        return failed, exc
     except Exception as exc:  # a driver bug must not hide the other channels' outcome
-        error = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
+        error = DeliveryError(ctx.secrets.redact(f"{type(exc).__name__}: {exc}"), retryable=True)
         return {"driver": target.driver, "status": "failed", "error": error.message}, error
+
+
+@contextlib.contextmanager
+def _http_client(targets: list[Channel], pending: list[int]):
+    """One pooled httpx client for the whole fan-out, only when an HTTP driver will send."""
+    if not any(getattr(get_driver(targets[i].driver), "HTTP", False) for i in pending):
+        yield None
+        return
+    from nodes.notify._http import new_client
+
+    with new_client(max(10, len(pending))) as client:
+        yield client
+
+
+def _register_secrets(settings: BaseModel, ctx: NodeContext) -> None:
+    """Typed-in secrets (not `${...}` references) are scrubbed from results like resolved ones."""
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        values = value.values() if isinstance(value, dict) else [value]
+        for item in values:
+            if isinstance(item, SecretStr):
+                ctx.secrets.add(item.get_secret_value())
+
+
+# -- channels already delivered, per (trace id, node id) ------------------------------------
+
+_MEMORY_LIMIT = 4096
+_delivered: OrderedDict[tuple[str, str], dict[str, dict[str, Any]]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _channel_key(index: int, target: Channel) -> str:
+    settings = json.dumps(target.model_dump(mode="json"), sort_keys=True, default=str)
+    return f"{index}:{target.driver}:{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
+
+
+def _remembered(key: tuple[str, str]) -> dict[str, dict[str, Any]]:
+    with _lock:
+        return dict(_delivered.get(key, {}))
+
+
+def _remember(key: tuple[str, str], channel: str, record: dict[str, Any]) -> None:
+    with _lock:
+        _delivered.setdefault(key, {})[channel] = record
+        _delivered.move_to_end(key)
+        while len(_delivered) > _MEMORY_LIMIT:
+            _delivered.popitem(last=False)
+
+
+def forget_deliveries(trace_id: str | None = None) -> None:
+    """Drop the delivered-channel memory (of one run, or all): for tests and long-lived workers."""
+    with _lock:
+        if trace_id is None:
+            _delivered.clear()
+        else:
+            for key in [k for k in _delivered if k[0] == trace_id]:
+                del _delivered[key]
+
+
+# -- config resolution and dry-run ----------------------------------------------------------
+
+
+def resolve_config(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """`templating.resolve`, except `body` templates, which the webhook driver renders with `message`.
+
+    `${...}` references inside `body` are still resolved here; its `{{ }}` are kept verbatim.
+    """
+    prepared = dict(config)
+    if "body" in prepared:
+        prepared["body"] = _shield(prepared["body"])
+    if isinstance(prepared.get("channels"), list):
+        prepared["channels"] = [
+            {**c, "body": _shield(c["body"])} if isinstance(c, dict) and "body" in c else c
+            for c in prepared["channels"]
+        ]
+    return resolve(prepared, ctx)
+
+
+def _shield(value: Any) -> Any:
+    if isinstance(value, str):
+        if "{{" in value or "{%" in value:
+            return "{% raw %}" + value + "{% endraw %}"
+        return value
+    if isinstance(value, dict):
+        return {k: _shield(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shield(v) for v in value]
+    return value
+
+
+def preview(raw_config: dict[str, Any], ctx: NodeContext) -> list[dict[str, Any]]:
+    """Per channel, the request that would be sent (method, URL host, body), secrets as ***.
+
+    Sends nothing. A `${VAR}` the environment lacks shows as *** instead of failing.
+    """
+    view = ctx.for_node(ctx.node_id)
+    try:
+        config = Config.model_validate(resolve_config(_mask_missing(raw_config, view), view))
+    except ValidationError as exc:
+        return [{"driver": raw_config.get("driver"), "error": view.secrets.redact(_one_line(exc))}]
+    except NodeError as exc:
+        return [{"driver": raw_config.get("driver"), "error": view.secrets.redact(exc.message)}]
+    previews = []
+    for i, target in enumerate(config.targets()):
+        _register_secrets(target.settings, view)
+        try:
+            entry = get_driver(target.driver).preview(target.settings, message_for(config, target, view))
+        except NodeError as exc:
+            entry = {"driver": target.driver, "error": exc.message}
+        previews.append(view.secrets.redact({**entry, "channel_index": i}))
+    return previews
+
+
+def _mask_missing(value: Any, ctx: NodeContext) -> Any:
+    """Replace references that cannot be resolved here (unset variable, no secret store) by ***."""
+    import os
+
+    if isinstance(value, str) and "${" in value:
+
+        def mask(match) -> str:
+            kind, name, default = match.group(1), match.group(2), match.group(3)
+            if kind == "secret":
+                return match.group(0) if ctx.secret_lookup else REDACTED
+            return match.group(0) if os.environ.get(name) or default is not None else REDACTED
+
+        return REFERENCE.sub(mask, value)
+    if isinstance(value, dict):
+        return {k: _mask_missing(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_missing(v, ctx) for v in value]
+    return value
+
+
+def _one_line(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in errors)

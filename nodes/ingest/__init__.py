@@ -1,0 +1,53 @@
+"""Alert formats and the incident store. `FORMATS` maps a format name to its module.
+
+A format module holds a pydantic `Config` (extra="forbid", a description on every
+field), `SHAPE` (what a payload of that format looks like, for error messages),
+`detect(payload) -> bool` and `parse(payload, config) -> Parsed`, which turns one
+webhook payload into normalised alerts (see `nodes.ingest.alert`) or raises
+`IngestError`. The order of `FORMATS` is the order `auto` tries them in.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import ModuleType
+from typing import Any
+
+from nodes import unknown_name
+from nodes.errors import DefinitionError, IngestError
+
+__all__ = ["FORMATS", "HTTP_KEY", "detect_format", "get_format"]
+
+FORMATS: dict[str, str] = {
+    "grafana": "nodes.ingest.grafana",
+    "alertmanager": "nodes.ingest.alertmanager",
+    "pagerduty": "nodes.ingest.pagerduty",
+    "cloudwatch": "nodes.ingest.cloudwatch",
+    "zabbix": "nodes.ingest.zabbix",
+    "datadog": "nodes.ingest.datadog",
+    "generic": "nodes.ingest.generic",
+}
+
+# Where a receiver may put the raw request (`{"headers": {...}, "raw_body": "..."}`)
+# so that signed formats can be verified; no format reads it as alert data.
+HTTP_KEY = "_opsflow_http"
+
+
+def get_format(name: str) -> ModuleType:
+    """The format module called `name`; an unknown name lists the known ones."""
+    try:
+        return import_module(FORMATS[name])
+    except (KeyError, TypeError):
+        raise DefinitionError(unknown_name("ingest format", name, FORMATS)) from None
+
+
+def detect_format(payload: Any) -> str:
+    """The name of the first format whose shape `payload` has; IngestError says what was expected."""
+    if not isinstance(payload, dict):
+        raise IngestError(f"payload: expected a JSON object, got {type(payload).__name__}")
+    for name in FORMATS:
+        if get_format(name).detect(payload):
+            return name
+    keys = ", ".join(sorted(str(k) for k in payload if k != HTTP_KEY)[:20]) or "none"
+    expected = "; ".join(f"{name}: {get_format(name).SHAPE}" for name in FORMATS)
+    raise IngestError(f"cannot detect the alert format (payload keys: {keys}); expected one of: {expected}")

@@ -1,0 +1,167 @@
+"""`ingest` node: parse an alert webhook, dedupe its alerts, and open/update/resolve the incident."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from nodes import unknown_name
+from nodes.base import NodeContext
+from nodes.errors import IngestError
+from nodes.ingest import FORMATS, detect_format, get_format
+from nodes.ingest.alert import Parsed, common_labels, dedupe, worst_severity
+
+_ZERO = {"received": 0, "new": 0, "updated": 0, "resolved": 0}
+
+
+class Config(BaseModel):
+    """Which format to expect, where the incident store is, and how to group alerts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    driver: str = Field(
+        default="auto",
+        description=(
+            f"Alert format: `auto` (detect from the payload) or one of {', '.join(sorted(FORMATS))}."
+        ),
+        json_schema_extra={"enum": ["auto", *sorted(FORMATS)]},
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Incident store URL; overrides $OPSFLOW_DATABASE_URL (default SQLite file).",
+    )
+    group_by: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Label names whose values group alerts into one incident, instead of the "
+            "sender's own grouping (Alertmanager/Grafana `groupKey`)."
+        ),
+    )
+    signing_secret: SecretStr | None = Field(
+        default=None,
+        description="Webhook signing secret (PagerDuty v3); payloads that fail it are refused.",
+    )
+    store: bool = Field(
+        default=True,
+        description="Record alerts and incidents; false only parses and normalises.",
+    )
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value != "auto" and value not in FORMATS:
+            raise ValueError(unknown_name("ingest driver", value, {"auto": 1, **FORMATS}))
+        return value
+
+
+def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
+    payload = ctx.payload
+    if not isinstance(payload, dict):
+        raise IngestError(f"payload: expected a JSON object, got {type(payload).__name__}")
+    name = detect_format(payload) if config.driver == "auto" else config.driver
+    parsed = parse(name, payload, config, ctx)
+    if parsed.ignored:
+        ctx.log.info("ingest: %s payload ignored: %s", name, parsed.ignored)
+        return {
+            "ignored": True,
+            "reason": parsed.ignored,
+            "format": name,
+            "incident_id": None,
+            "incident": None,
+            "counts": dict(_ZERO),
+            "created": False,
+            "duplicate": False,
+            "status": "ignored",
+            "severity": None,
+            **parsed.extra,
+        }
+    alerts = dedupe(parsed.alerts)
+    key = group_key(parsed, alerts, config.group_by)
+    if config.store:
+        from nodes.ingest import store
+
+        url = store.database_url(config.database_url.get_secret_value() if config.database_url else None)
+        _track_secret_url(url, ctx)
+        result = store.ingest(alerts, key=key, title=parsed.title, source=name, database_url=url)
+    else:
+        result = _unstored(alerts, key, parsed.title, name)
+    incident = result["incident"]
+    ctx.log.info("ingest: %s incident %s %s (%s)", name, incident["id"], incident["status"], result["counts"])
+    return {
+        "ignored": False,
+        "format": name,
+        "incident_id": incident["id"],
+        "incident": incident,
+        "counts": result["counts"],
+        "created": result["created"],
+        "duplicate": result["duplicate"],
+        "status": incident["status"],
+        "severity": incident["severity"],
+        **parsed.extra,
+    }
+
+
+def parse(name: str, payload: dict[str, Any], config: Config, ctx: NodeContext) -> Parsed:
+    """Parse with format `name`, giving it the node settings its own Config declares."""
+    fmt = get_format(name)
+    settings: dict[str, Any] = {}
+    if config.signing_secret is not None:
+        ctx.secrets.add(config.signing_secret.get_secret_value())
+        if "signing_secret" not in fmt.Config.model_fields:
+            able = [n for n in FORMATS if "signing_secret" in get_format(n).Config.model_fields]
+            raise IngestError(
+                f"signing_secret is set but the payload is {name}, which cannot be verified "
+                f"(signed formats: {', '.join(able)})"
+            )
+        settings["signing_secret"] = config.signing_secret
+    try:
+        return fmt.parse(payload, fmt.Config(**settings))
+    except RecursionError:
+        raise IngestError(f"{name} payload: nested too deeply") from None
+
+
+def group_key(parsed: Parsed, alerts: list[dict[str, Any]], group_by: list[str]) -> str:
+    """The sender's group, or the values of the `group_by` labels (several values joined)."""
+    if not group_by:
+        return parsed.group_key
+    values = {label: "|".join(sorted({a["labels"].get(label, "") for a in alerts})) for label in group_by}
+    return "group_by:" + json.dumps(values, sort_keys=True, ensure_ascii=False)
+
+
+def _unstored(alerts: list[dict[str, Any]], key: str, title: str, name: str) -> dict[str, Any]:
+    """The incident as it would look, for `store: false`: nothing recorded, nothing counted."""
+    firing = sum(1 for a in alerts if a["status"] == "firing")
+    incident = {
+        "id": None,
+        "key": key,
+        "status": "open" if firing else "resolved",
+        "severity": worst_severity(a["severity"] for a in alerts),
+        "title": title,
+        "source": name,
+        "alert_count": len(alerts),
+        "firing_count": firing,
+        "alerts": [{**a, "receive_count": 1} for a in alerts],
+        "labels": common_labels(alerts),
+        "notification_state": {},
+        "created_at": None,
+        "updated_at": None,
+        "resolved_at": None,
+    }
+    return {"incident": incident, "counts": dict(_ZERO), "created": False, "duplicate": False}
+
+
+def _track_secret_url(url: str, ctx: NodeContext) -> None:
+    """A database URL may hold a password: keep both out of logs and results."""
+    if "@" not in url:
+        return
+    ctx.secrets.add(url)
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+    except Exception:  # an unparsable URL fails later, in the store, with a clean message
+        return
+    if password:
+        ctx.secrets.add(str(password))

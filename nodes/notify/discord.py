@@ -1,0 +1,89 @@
+"""`discord` driver: a Discord channel webhook with one embed per message."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from nodes.base import REDACTED, NodeContext
+from nodes.notify._http import check_status, delivered, request, secret_or_env, target
+from nodes.notify.message import SEVERITY_COLOURS, Message, truncate
+
+if TYPE_CHECKING:
+    import httpx
+
+HTTP = True
+
+
+class Config(BaseModel):
+    """Discord webhook settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Channel webhook URL; default: the DISCORD_WEBHOOK_URL environment variable.",
+    )
+    username: str | None = Field(default="opsflow", description="Name the message is posted under.")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout in seconds.")
+
+
+def build_payload(config: Config, message: Message) -> dict[str, Any]:
+    """Discord's limits: title 256, description 4096, 25 fields of 1024, 6000 characters in all."""
+    key = "resolved" if message.resolved else message.level
+    fields = [
+        {"name": truncate(k, 256), "value": truncate(str(v), 200), "inline": True}
+        for k, v in message.fields.items()
+        if v
+    ]
+    fields += [
+        {"name": truncate(link["title"], 100), "value": truncate(link["url"], 400), "inline": False}
+        for link in message.links
+    ]
+    fields = fields[:15]
+    title = truncate(message.title, 256)
+    used = len(title) + sum(len(f["name"]) + len(f["value"]) for f in fields)
+    embed: dict[str, Any] = {
+        "title": title,
+        "description": truncate(message.text, max(200, min(4096, 5900 - used))),
+        "color": int(SEVERITY_COLOURS[key].lstrip("#"), 16),
+    }
+    if fields:
+        embed["fields"] = fields
+    payload: dict[str, Any] = {"content": "", "embeds": [embed]}
+    if config.username:
+        payload["username"] = config.username
+    return payload
+
+
+def preview(config: Config, message: Message) -> dict[str, Any]:
+    url = config.webhook_url.get_secret_value() if config.webhook_url else None
+    return {
+        "driver": "discord",
+        "method": "POST",
+        "url": target(url) if url else REDACTED,
+        "body": build_payload(config, message),
+    }
+
+
+def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Client | None = None) -> dict:
+    """Execute the webhook; Discord answers 204, and a 429 says in JSON how long to wait."""
+    url = secret_or_env(config.webhook_url, "DISCORD_WEBHOOK_URL", "discord", "webhook_url")
+    ctx.secrets.add(url)
+    response = request(
+        "discord",
+        "POST",
+        url,
+        client=client,
+        timeout=config.timeout_seconds,
+        json_body=build_payload(config, message),
+    )
+    check_status("discord", url, response)
+    message_id = None
+    if response.status_code == 200 and response.content:  # `?wait=true` returns the message
+        try:
+            message_id = response.json().get("id")
+        except (ValueError, AttributeError):
+            pass
+    return delivered("discord", response, message_id=message_id, target=target(url))

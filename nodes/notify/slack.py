@@ -1,0 +1,179 @@
+"""`slack` driver: an incoming webhook, or `chat.postMessage` with a bot token (threads resolves)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from nodes.base import REDACTED, NodeContext
+from nodes.errors import ConfigError, DeliveryError
+from nodes.notify._http import check_status, delivered, request, target
+from nodes.notify.message import SEVERITY_COLOURS, SEVERITY_EMOJI, Message, truncate
+
+if TYPE_CHECKING:
+    import httpx
+
+HTTP = True
+# Slack errors that say "try again", as opposed to a bad token, channel or payload.
+_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+
+
+class Config(BaseModel):
+    """Slack: `webhook_url` (else SLACK_WEBHOOK_URL), or `token` (else SLACK_BOT_TOKEN) + `channel`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: SecretStr | None = Field(
+        default=None, description="Incoming webhook URL; default: the SLACK_WEBHOOK_URL environment variable."
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bot token (xoxb-...) for chat.postMessage, which can thread resolves under the alert.",
+    )
+    channel: str | None = Field(default=None, description="Channel id or name (needed with a bot token).")
+    api_url: str = Field(
+        default="https://slack.com/api", description="Slack Web API base URL (overridable for tests)."
+    )
+    username: str | None = Field(default=None, description="Display name override, where the app allows it.")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout in seconds.")
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Config:
+        if self.webhook_url is not None and self.token is not None:
+            raise ValueError("set either webhook_url or token, not both")
+        return self
+
+
+def _mode(config: Config) -> tuple[str, str | None]:
+    """(`api` | `webhook`, the secret that authorises it); env variables fill what config leaves out."""
+    if config.token is not None:
+        return "api", config.token.get_secret_value()
+    if config.webhook_url is not None:
+        return "webhook", config.webhook_url.get_secret_value()
+    if os.environ.get("SLACK_BOT_TOKEN") and (config.channel or os.environ.get("SLACK_CHANNEL")):
+        return "api", os.environ["SLACK_BOT_TOKEN"]
+    return "webhook", os.environ.get("SLACK_WEBHOOK_URL")
+
+
+def build_payload(message: Message, channel: str | None = None, thread_ts: str | None = None) -> dict:
+    """`text` fallback for notifications plus Block Kit blocks; the colour bar is an attachment."""
+    key = "resolved" if message.resolved else message.level
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(message.title, 150)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{SEVERITY_EMOJI[key]} *{key.upper()}*"}},
+    ]
+    body = message.summary or message.text
+    if body:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(body, 3000)}})
+    if message.probable_cause:
+        cause = truncate(f"*Probable cause:* {message.probable_cause}", 3000)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cause}})
+    if message.recommendations:
+        lines = [
+            f"• *{r.get('title', '')}* ({r.get('priority', '-')}): {r.get('description', '')}"
+            for r in message.recommendations[:10]
+        ]
+        recs = truncate("*Recommendations*\n" + "\n".join(lines), 3000)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": recs}})
+    if message.links:
+        links = " | ".join(f"<{link['url']}|{link['title']}>" for link in message.links)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(links, 2000)}]})
+    facts = [f"*{k}:* {v}" for k, v in message.fields.items() if v][:10]
+    payload: dict[str, Any] = {
+        "text": truncate(f"{message.title}\n{message.text}", 3000),
+        "blocks": blocks,
+        "attachments": [{"color": SEVERITY_COLOURS[key], "fallback": truncate(message.title, 150)}],
+    }
+    if facts:
+        payload["attachments"][0]["blocks"] = [
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(f, 2000)} for f in facts]}
+        ]
+    if channel:
+        payload["channel"] = channel
+    if thread_ts:
+        payload["thread_ts"] = thread_ts
+    return payload
+
+
+def _thread(message: Message) -> tuple[str | None, str | None]:
+    """(channel, ts) of the incident's first Slack message, when an earlier run posted one."""
+    state = ((message.incident or {}).get("notification_state") or {}).get("slack") or {}
+    return state.get("channel"), state.get("ts")
+
+
+def preview(config: Config, message: Message) -> dict[str, Any]:
+    mode, secret = _mode(config)
+    if mode == "api":
+        thread_channel, ts = _thread(message)
+        channel = thread_channel or config.channel or os.environ.get("SLACK_CHANNEL")
+        body = build_payload(message, channel, ts)
+        url = f"{config.api_url.rstrip('/')}/chat.postMessage"
+        return {"driver": "slack", "method": "POST", "url": target(url), "body": body}
+    return {
+        "driver": "slack",
+        "method": "POST",
+        "url": target(secret) if secret else REDACTED,
+        "body": build_payload(message),
+    }
+
+
+def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Client | None = None) -> dict:
+    """Post the message; with a bot token, resolves and repeats go into the incident's thread."""
+    mode, secret = _mode(config)
+    if not secret:
+        raise ConfigError("slack: no webhook_url or token configured and SLACK_WEBHOOK_URL is not set")
+    ctx.secrets.add(secret)
+    if mode == "webhook":
+        response = request(
+            "slack",
+            "POST",
+            secret,
+            client=client,
+            timeout=config.timeout_seconds,
+            json_body=build_payload(message),
+        )
+        check_status("slack", secret, response)
+        return delivered("slack", response, mode="webhook", target=target(secret))
+
+    thread_channel, ts = _thread(message)
+    channel = thread_channel or config.channel or os.environ.get("SLACK_CHANNEL")
+    if not channel:
+        raise ConfigError("slack: a bot token needs a channel (config `channel` or SLACK_CHANNEL)")
+    url = f"{config.api_url.rstrip('/')}/chat.postMessage"
+    payload = build_payload(message, channel, ts)
+    if config.username:
+        payload["username"] = config.username
+    response = request(
+        "slack",
+        "POST",
+        url,
+        client=client,
+        timeout=config.timeout_seconds,
+        json_body=payload,
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    check_status("slack", url, response)
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise DeliveryError("slack chat.postMessage: answer is not JSON", retryable=True) from exc
+    if not data.get("ok"):
+        error = str(data.get("error") or "unknown_error")
+        raise DeliveryError(
+            f"slack chat.postMessage to {channel}: {error}",
+            retryable=error in _TRANSIENT,
+            details={"http_status": response.status_code, "slack_error": error},
+        )
+    posted_channel = data.get("channel") or channel
+    root = ts or data.get("ts")
+    return delivered(
+        "slack",
+        response,
+        mode="api",
+        message_id=data.get("ts"),
+        channel=posted_channel,
+        thread_ts=ts,
+        incident_state={"slack": {"ts": root, "channel": posted_channel}},
+    )
