@@ -231,6 +231,38 @@ def runs(
 
 
 @app.command()
+def serve(
+    poll: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between polls for due runs.")] = 0.5,
+    limit: Annotated[int, typer.Option(min=1, max=256, help="Flow runs at once.")] = 16,
+    receiver: Annotated[bool, typer.Option("--receiver", help="Also run the alert receiver.")] = False,
+    host: Annotated[str, typer.Option(help="Receiver address (with --receiver).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Receiver port (with --receiver).")] = 8080,
+) -> None:
+    """Serve every definition as a deployment (no work pool) and run its flow runs here."""
+    from flows.runner import serve_from_cli
+
+    serve_from_cli(poll=poll, limit=limit, receiver=(host, port) if receiver else None)
+
+
+@app.command("receiver")
+def receiver_command(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+) -> None:
+    """Run the alert webhook receiver: each alert becomes a flow run of its definition's deployment."""
+    from flows.server import configured_api_url
+
+    if not configured_api_url():
+        raise Exit(
+            "The receiver needs a Prefect server: set PREFECT_API_URL (e.g. of `prefect server start`), "
+            "or run `pipeline serve --receiver` to serve the deployments and the receiver together"
+        )
+    from deployments.receiver import main as receiver_main
+
+    receiver_main(host=host, port=port)
+
+
+@app.command()
 def incidents(
     incident_id: Annotated[
         str | None, typer.Argument(help="Show this incident (default: list them).")

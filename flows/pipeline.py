@@ -32,7 +32,7 @@ from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine import RunBook  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
-from nodes.errors import DefinitionError, NodeError  # noqa: E402
+from nodes.errors import DefinitionError, NodeError, OpsflowError  # noqa: E402
 from nodes.runtime import execute_node, node_result  # noqa: E402
 
 __all__ = ["PROGRESS", "run_pipeline", "FLOW_NAME"]
@@ -155,8 +155,13 @@ async def run_pipeline(
     trace_id: str | None = None,
     only: list[str] | None = None,
     skip: list[str] | None = None,
+    incident_id: str | None = None,
 ) -> dict[str, Any]:
-    """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON)."""
+    """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON).
+
+    `incident_id` runs the pipeline about an incident already in the store (e.g. a
+    re-analysis); an ingest node in the definition replaces it with its own.
+    """
     from prefect.runtime import flow_run
 
     started = time.perf_counter()
@@ -173,8 +178,10 @@ async def run_pipeline(
         configured=pipeline.configured(),
     )
     ctx = NodeContext(run=info, payload=payload or {}, secrets=Secrets(), secret_lookup=_read_secret)
+    if incident_id is not None:
+        ctx.incident = _stored_incident(incident_id)
     book = RunBook(pipeline, only=only, skip=skip)
-    incident_id = await _drive(pipeline, book, ctx)
+    incident_id = await _drive(pipeline, book, ctx) or incident_id
 
     result = {
         "trace_id": info.trace_id,
@@ -196,6 +203,15 @@ async def run_pipeline(
     if book.status == "failed":
         return Failed(message=f"Pipeline failed: {result['error']}", data=result)
     return Completed(message=f"Pipeline {book.status}", data=result)
+
+
+def _stored_incident(incident_id: str) -> dict[str, Any]:
+    from nodes.ingest.store import get_incident
+
+    incident = get_incident(int(incident_id)) if str(incident_id).isdigit() else None
+    if incident is None:
+        raise OpsflowError(f"incident {incident_id!r} is not in the incident store")
+    return incident
 
 
 def _check_ids(pipeline: Pipeline, only: list[str] | None, skip: list[str] | None) -> None:

@@ -109,3 +109,50 @@ def list_runs(definition: str | None, limit: int) -> list[dict[str, Any]]:
     finally:
         if server is not None:
             server.stop()
+
+
+def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int] | None) -> None:
+    """`pipeline serve`: deployments served in this process until Ctrl-C or SIGTERM."""
+    import signal
+
+    apply_prefect_defaults(quiet_console=False)
+    server = start_local_server()
+    try:
+        if server is not None:
+            server.wait_ready()
+            print(f"Prefect API (local, stops with this command): {server.api_url}", file=sys.stderr)
+        from deployments.serve import serve
+
+        async def main() -> None:
+            tasks: list[asyncio.Task] = []
+
+            def ready(registered, pipeline_server) -> None:
+                names = ", ".join(f"run-pipeline/{name}" for name in registered.values())
+                print(f"Serving {len(registered)} deployment(s): {names}", file=sys.stderr, flush=True)
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, pipeline_server.stopping.set)
+                if receiver is not None:
+                    from deployments.serve import run_receiver
+
+                    tasks.append(asyncio.create_task(run_receiver(*receiver, pipeline_server.stopping)))
+                    print(
+                        f"Alert receiver on http://{receiver[0]}:{receiver[1]}", file=sys.stderr, flush=True
+                    )
+
+            await serve(poll_seconds=poll, limit=limit, on_ready=ready)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run(main())
+        flush_client_queues_quietly()
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def flush_client_queues_quietly() -> None:
+    from flows.history import flush_client_queues
+
+    with contextlib.suppress(Exception):
+        flush_client_queues()

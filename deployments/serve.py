@@ -1,0 +1,217 @@
+"""`pipeline serve`: every definition as a deployment of the one flow, run in this process.
+
+Prefect's own `serve` starts a fresh Python process for each flow run (about 3 s here
+before the first node runs). An alert should reach the on-call engineer in about a
+second, so this server claims its deployments' scheduled runs the way a runner does
+(proposing Pending, which only one claimer can win) and runs them concurrently in
+its own event loop. Schedules come from `prefect.yaml`, the one place they are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from flows.definition import PROJECT_DEFINITIONS, list_definitions, load_definition
+from nodes.errors import DefinitionError
+
+__all__ = ["PipelineServer", "register_deployments", "run_receiver", "schedules", "serve"]
+
+PREFECT_YAML = PROJECT_DEFINITIONS.parent / "prefect.yaml"
+CANCEL_CHECK_SECONDS = 2.0
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+log = logging.getLogger("opsflow.serve")
+
+
+def schedules(path: Path = PREFECT_YAML) -> dict[str, list[dict[str, Any]]]:
+    """Deployment name → its schedules (cron, timezone), as prefect.yaml declares them."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    found = {}
+    for deployment in data.get("deployments") or []:
+        entries = [s for s in deployment.get("schedules") or [] if s.get("cron") and s.get("active", True)]
+        if entries:
+            found[deployment["name"]] = entries
+    return found
+
+
+async def register_deployments(names: list[str] | None = None) -> dict[UUID, str]:
+    """Create or update `run-pipeline/<name>` for every valid definition; id → name.
+
+    An invalid definition is reported and left out, so one bad file does not stop the
+    others from being served.
+    """
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from flows.pipeline import run_pipeline
+
+    crons = schedules()
+    registered: dict[UUID, str] = {}
+    for path in list_definitions():
+        try:
+            pipeline = load_definition(path)
+        except DefinitionError as exc:
+            log.warning("not serving %s: %s", path.name, "; ".join(exc.problems))
+            continue
+        if names and pipeline.name not in names:
+            continue
+        deployment = await run_pipeline.to_deployment(
+            name=pipeline.name,
+            parameters={"definition": pipeline.name},
+            description=pipeline.description,
+            schedules=[
+                CronSchedule(cron=entry["cron"], timezone=entry.get("timezone", "UTC"))
+                for entry in crons.get(pipeline.name, [])
+            ],
+        )
+        registered[await deployment.apply()] = pipeline.name
+    return registered
+
+
+class PipelineServer:
+    """Claims scheduled runs of the given deployments and runs them in this event loop."""
+
+    def __init__(self, deployment_ids: list[UUID], *, poll_seconds: float = 0.5, limit: int = 16):
+        self.deployment_ids = deployment_ids
+        self.poll_seconds = poll_seconds
+        self.limit = limit
+        self.running: dict[UUID, asyncio.Task] = {}
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Poll, claim and run until `stopping` is set; then let running flows finish (bounded)."""
+        from prefect.client.orchestration import get_client
+
+        last_cancel_check = 0.0
+        async with get_client() as client:
+            while not self.stopping.is_set():
+                await self._claim_due_runs(client)
+                now = asyncio.get_running_loop().time()
+                if self.running and now - last_cancel_check > CANCEL_CHECK_SECONDS:
+                    last_cancel_check = now
+                    await self._cancel_requested(client)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), self.poll_seconds)
+            if self.running:
+                log.info(
+                    "waiting up to %.0f s for %d running flow run(s)",
+                    SHUTDOWN_GRACE_SECONDS,
+                    len(self.running),
+                )
+                await asyncio.wait(list(self.running.values()), timeout=SHUTDOWN_GRACE_SECONDS)
+
+    async def _claim_due_runs(self, client) -> None:
+        free = self.limit - len(self.running)
+        if free <= 0:
+            return
+        try:
+            runs = await client.get_scheduled_flow_runs_for_deployments(
+                deployment_ids=self.deployment_ids, scheduled_before=datetime.now(UTC), limit=free
+            )
+        except Exception as exc:  # the API may be restarting: keep serving, try again
+            log.warning("could not read scheduled runs: %s", exc)
+            return
+        for flow_run in runs:
+            if flow_run.id in self.running or not await self._claim(client, flow_run):
+                continue
+            task = asyncio.create_task(self._execute(flow_run), name=f"flow-run-{flow_run.id}")
+            self.running[flow_run.id] = task
+            task.add_done_callback(lambda _, run_id=flow_run.id: self.running.pop(run_id, None))
+
+    async def _claim(self, client, flow_run) -> bool:
+        from prefect.exceptions import Abort
+        from prefect.states import Pending
+        from prefect.utilities.engine import propose_state
+
+        try:
+            state = await propose_state(client, Pending(), flow_run_id=flow_run.id)
+        except Abort:
+            return False  # another runner took it
+        except Exception as exc:
+            log.warning("could not claim flow run %s: %s", flow_run.id, exc)
+            return False
+        return state.is_pending()
+
+    async def _execute(self, flow_run) -> None:
+        from prefect.flow_engine import run_flow_async
+
+        from flows.pipeline import run_pipeline
+
+        try:
+            await run_flow_async(
+                flow=run_pipeline,
+                flow_run=flow_run,
+                parameters=dict(flow_run.parameters),
+                return_type="state",
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the engine records the failure in Prefect; this is the last resort
+            log.exception("flow run %s raised outside the engine", flow_run.id)
+
+    async def _cancel_requested(self, client) -> None:
+        """Cancel runs someone asked to cancel (UI or `prefect flow-run cancel`)."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState
+        from prefect.client.schemas.filters import FlowRunFilterStateName as StateName
+        from prefect.states import Cancelled
+
+        try:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=list(self.running)),
+                    state=FlowRunFilterState(name=StateName(any_=["Cancelling"])),
+                )
+            )
+        except Exception as exc:
+            log.warning("could not check for cancellations: %s", exc)
+            return
+        for flow_run in runs:
+            task = self.running.get(flow_run.id)
+            if task is None:
+                continue
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            await client.set_flow_run_state(
+                flow_run.id, Cancelled(message="Cancelled on request"), force=True
+            )
+
+
+async def serve(
+    *, poll_seconds: float = 0.5, limit: int = 16, names: list[str] | None = None, on_ready=None
+) -> None:
+    """Register the deployments and run their flow runs until interrupted."""
+    registered = await register_deployments(names)
+    if not registered:
+        raise DefinitionError("No valid definitions to serve")
+    server = PipelineServer(list(registered), poll_seconds=poll_seconds, limit=limit)
+    if on_ready is not None:
+        on_ready(registered, server)
+    await server.run()
+
+
+async def run_receiver(host: str, port: int, stopping: asyncio.Event) -> None:
+    """The alert receiver in this event loop, stopped with the pipeline server."""
+    import uvicorn
+
+    from deployments.receiver import create_app
+
+    class Embedded(uvicorn.Server):
+        def capture_signals(self):  # the pipeline server owns SIGINT/SIGTERM
+            return contextlib.nullcontext()
+
+    server = Embedded(uvicorn.Config(create_app(), host=host, port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await stopping.wait()
+    server.should_exit = True
+    await task
