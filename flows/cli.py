@@ -102,6 +102,10 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run result as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")] = False,
+    continue_on_error: Annotated[
+        bool,
+        typer.Option("--continue-on-error", help="Run the other nodes after a failure (status partial)."),
+    ] = False,
 ) -> None:
     """Run a pipeline definition as a Prefect flow run (or show its plan with --dry-run)."""
     if definition and config:
@@ -134,6 +138,7 @@ def run(
         skip=skip_ids,
         as_json=as_json,
         verbose=verbose,
+        continue_on_error=continue_on_error,
     )
     if result["status"] == "failed":
         raise Exit(f"Pipeline failed: {result['error']}", code=1)
@@ -260,6 +265,26 @@ def receiver_command(
     from deployments.receiver import main as receiver_main
 
     receiver_main(host=host, port=port)
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The paused flow run's id.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
+    comment: Annotated[str, typer.Option(help="Why.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who decides (default: $USER).")] = None,
+) -> None:
+    """Answer a run waiting at an approval node (the same as the form in the Prefect UI)."""
+    from flows.approval import answer_approval
+    from flows.runner import with_api
+    from nodes.errors import OpsflowError
+
+    who = by or os.environ.get("USER") or "cli"
+    try:
+        with_api(lambda: answer_approval(run_id, approve=not reject, comment=comment, by=who))
+    except OpsflowError as exc:
+        raise Exit(str(exc), code=1) from None
+    typer.echo(f"{'Rejected' if reject else 'Approved'} flow run {run_id}")
 
 
 @app.command()

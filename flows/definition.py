@@ -95,6 +95,18 @@ class Definition(BaseModel):
     description: str = Field(default="", description="What the pipeline is for.")
     defaults: Defaults = Field(default_factory=Defaults, description="Options every node inherits.")
     nodes: list[Node] = Field(min_length=1, description="The steps; the first is the entry.")
+    on_start: list[dict[str, Any]] = Field(
+        default_factory=list, description="Notify configs sent when a run starts."
+    )
+    on_success: list[dict[str, Any]] = Field(
+        default_factory=list, description="Notify configs sent when a run completes (also partial)."
+    )
+    on_failure: list[dict[str, Any]] = Field(
+        default_factory=list, description="Notify configs sent when a run fails or crashes."
+    )
+
+    def policies(self) -> dict[str, list[dict[str, Any]]]:
+        return {"on_start": self.on_start, "on_success": self.on_success, "on_failure": self.on_failure}
 
 
 @dataclass
@@ -237,6 +249,9 @@ def validate(raw: dict[str, Any], *, source: str = "inline", name: str | None = 
         seen.add(node_id)
     for node in definition.nodes:
         problems.extend(_node_problems(node))
+    for policy, configs in definition.policies().items():
+        for index, config in enumerate(configs):
+            problems.extend(_policy_problems(f"{policy}[{index}]", config))
     successors, graph_problems = _edges(definition, seen)
     problems.extend(graph_problems)
     pipeline = Pipeline(
@@ -299,6 +314,12 @@ def _node_problems(node: Node) -> list[str]:
         except ValueError as exc:
             problems.append(f"{where}: when: {exc}")
     return problems
+
+
+def _policy_problems(where: str, config: dict[str, Any]) -> list[str]:
+    """A pipeline-level notification is a notify node config: validate it as one."""
+    probe = Node(id="policy", type="notify", config=config)
+    return [p.replace("node 'policy'", where, 1) for p in _node_problems(probe)]
 
 
 def _is_dynamic_input(value: Any) -> bool:

@@ -18,8 +18,15 @@ BRANCH_NOT_TAKEN = "branch not taken"
 class RunBook:
     """The state of every node of one run."""
 
-    def __init__(self, pipeline: Pipeline, only: list[str] | None = None, skip: list[str] | None = None):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        only: list[str] | None = None,
+        skip: list[str] | None = None,
+        continue_on_error: bool = False,
+    ):
         self.pipeline = pipeline
+        self.continue_on_error = continue_on_error
         self.only = set(only) if only else None
         self.skip = set(skip or ())
         self.state: dict[str, str] = dict.fromkeys(pipeline.nodes, "pending")
@@ -91,7 +98,8 @@ class RunBook:
         self.results[node_id] = result
         self.state[node_id] = "failed"
         self.order.append(node_id)
-        if self.pipeline.nodes[node_id].required and not self.failed_required:
+        # --continue-on-error: the seed's degraded run, remaining nodes run and the status is partial
+        if self.pipeline.nodes[node_id].required and not self.failed_required and not self.continue_on_error:
             self.failed_required = node_id
             self.error = message
 

@@ -28,8 +28,10 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
 
+from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine import RunBook  # noqa: E402
+from flows.policies import HOOKS, remember  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
 from nodes.errors import DefinitionError, NodeError, OpsflowError  # noqa: E402
@@ -146,6 +148,7 @@ def _read_secret(name: str) -> str:
     persist_result=False,
     log_prints=False,
     validate_parameters=True,
+    **HOOKS,
 )
 async def run_pipeline(
     definition: str | dict[str, Any],
@@ -156,11 +159,13 @@ async def run_pipeline(
     only: list[str] | None = None,
     skip: list[str] | None = None,
     incident_id: str | None = None,
+    continue_on_error: bool = False,
 ) -> dict[str, Any]:
     """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON).
 
     `incident_id` runs the pipeline about an incident already in the store (e.g. a
     re-analysis); an ingest node in the definition replaces it with its own.
+    `continue_on_error` lets the other nodes run after a required one failed (status partial).
     """
     from prefect.runtime import flow_run
 
@@ -176,11 +181,13 @@ async def run_pipeline(
         source=source,
         environment=environment,
         configured=pipeline.configured(),
+        ui_url=flow_run.ui_url,
     )
     ctx = NodeContext(run=info, payload=payload or {}, secrets=Secrets(), secret_lookup=_read_secret)
+    remember(ctx)
     if incident_id is not None:
         ctx.incident = _stored_incident(incident_id)
-    book = RunBook(pipeline, only=only, skip=skip)
+    book = RunBook(pipeline, only=only, skip=skip, continue_on_error=continue_on_error)
     incident_id = await _drive(pipeline, book, ctx) or incident_id
 
     result = {
@@ -240,6 +247,14 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     _emit(book, node_id, total)
                     progressed = True
                     continue
+                if node.type == "approval":  # Prefect pauses flow runs, not tasks
+                    book.start(node_id)
+                    result = await wait_for_approval(node, ctx)
+                    book.finish(node_id, result)
+                    ctx.nodes[node_id] = result["output"]
+                    _emit(book, node_id, total)
+                    progressed = True
+                    continue
                 options = pipeline.options(node)
                 node_task = _node_task(
                     node.type,
@@ -249,7 +264,11 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     options["timeout_seconds"],
                 )
                 # the dependency is for the UI's graph; a failed optional upstream must not block
-                upstream = [futures[p] for p in pipeline.predecessors[node_id] if book.state[p] == "done"]
+                upstream = [
+                    futures[p]
+                    for p in pipeline.predecessors[node_id]
+                    if book.state[p] == "done" and p in futures
+                ]
                 future = node_task.submit(
                     node_id,
                     node.type,

@@ -46,6 +46,7 @@ def run_from_cli(
     skip: list[str] | None,
     as_json: bool,
     verbose: bool,
+    continue_on_error: bool = False,
 ) -> dict[str, Any]:
     """Run the flow in this process and print progress and the result; return the Run result."""
     apply_prefect_defaults(quiet_console=not verbose)
@@ -72,6 +73,7 @@ def run_from_cli(
                         trace_id=trace_id,
                         only=only,
                         skip=skip,
+                        continue_on_error=continue_on_error,
                         return_state=True,
                     )
                 )
@@ -97,18 +99,23 @@ def run_from_cli(
             server.stop()
 
 
-def list_runs(definition: str | None, limit: int) -> list[dict[str, Any]]:
+def with_api(call):
+    """Call `call()` with a Prefect API: the configured one, or the local server for its duration."""
     apply_prefect_defaults(quiet_console=True)
     server = start_local_server()
     try:
-        from flows.history import recent_runs
-
         if server is not None:
             server.wait_ready()
-        return asyncio.run(recent_runs(definition, limit))
+        return call()
     finally:
         if server is not None:
             server.stop()
+
+
+def list_runs(definition: str | None, limit: int) -> list[dict[str, Any]]:
+    from flows.history import recent_runs
+
+    return with_api(lambda: asyncio.run(recent_runs(definition, limit)))
 
 
 def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int] | None) -> None:

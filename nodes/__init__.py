@@ -24,6 +24,7 @@ NODE_TYPES: dict[str, str] = {
     "notify": "nodes.notify.node",
     "intelligence": "nodes.intelligence.node",
     "ingest": "nodes.ingest.node",
+    "approval": "nodes.approval",
 }
 
 

@@ -75,10 +75,16 @@ class RunInfo:
     # which environment settings the definition refers to are set (names only, never values),
     # so `when` can route: `run.configured.SLACK_WEBHOOK_URL`
     configured: dict[str, bool] = field(default_factory=dict)
+    ui_url: str | None = None  # the run's page in the Prefect UI, for a notification to link to
+    status: str | None = None  # set for pipeline-level notifications: the run's final state
+    error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "configured": self.configured,
+            "ui_url": self.ui_url,
+            "status": self.status,
+            "error": self.error,
             "trace_id": self.trace_id,
             "run_id": self.run_id,
             "definition": self.definition,

@@ -1,0 +1,79 @@
+"""The flow side of an `approval` node: pause the flow run until someone answers.
+
+The Prefect UI shows the answer form (built from `nodes.approval.Answer`);
+`pipeline approve RUN_ID` answers from a terminal. Silence past the timeout is
+decided by the node's `on_timeout`, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import UUID
+
+from flows.definition import Node
+from nodes.approval import Answer, outcome
+from nodes.base import NodeContext
+from nodes.runtime import node_result, validate_config
+from nodes.templating import resolve
+
+__all__ = ["answer_approval", "wait_for_approval"]
+
+
+def _run_input():
+    from prefect.input import RunInput
+
+    return RunInput.subclass_from_base_model_type(Answer)
+
+
+async def wait_for_approval(node: Node, ctx: NodeContext) -> dict[str, Any]:
+    """Pause until answered or timed out; the node result carries the decision."""
+    from prefect import get_run_logger
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import apause_flow_run
+    from prefect.states import Running
+
+    started = time.perf_counter()
+    node_ctx = ctx.for_node(node.id)
+    config = validate_config("approval", resolve(node.config, node_ctx))
+    get_run_logger().info(
+        "node %r waits for approval (%s); answer in the UI or with: pipeline approve %s [--reject]",
+        node.id,
+        config.message,
+        ctx.run.run_id,
+    )
+    try:
+        answer = await apause_flow_run(
+            wait_for_input=_run_input(),
+            timeout=config.timeout_seconds,
+            poll_interval=max(1, int(config.poll_seconds)),
+            key=node.id,
+        )
+    except FlowPauseTimeout:
+        answer = None
+        async with get_client() as client:  # the run is still Paused in the API: resume it
+            await client.set_flow_run_state(UUID(ctx.run.run_id), Running(), force=True)
+    output = outcome(config, Answer.model_validate(answer.model_dump()) if answer is not None else None)
+    return node_result(
+        node.id, node.type, output=output, duration_ms=(time.perf_counter() - started) * 1000, attempts=1
+    )
+
+
+def answer_approval(run_id: str, *, approve: bool, comment: str = "", by: str = "") -> None:
+    """Resume a paused run with an answer (what `pipeline approve` does)."""
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flow_runs import resume_flow_run
+
+    from nodes.errors import OpsflowError
+
+    try:
+        flow_run_id = UUID(run_id)
+    except ValueError:
+        raise OpsflowError(f"Not a flow run id: {run_id}") from None
+    try:
+        resume_flow_run(flow_run_id, run_input={"approve": approve, "comment": comment, "by": by})
+    except ObjectNotFound:
+        raise OpsflowError(f"Flow run not found: {run_id}") from None
+    except RuntimeError as exc:  # NotPausedError and friends
+        raise OpsflowError(f"Flow run {run_id} cannot be resumed: {exc}") from None
