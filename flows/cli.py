@@ -106,8 +106,23 @@ def run(
         bool,
         typer.Option("--continue-on-error", help="Run the other nodes after a failure (status partial)."),
     ] = False,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file", help="Settings for this run from a dotenv file (wins over the environment)."
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline definition as a Prefect flow run (or show its plan with --dry-run)."""
+    if env_file is not None:  # first: the file may set OPSFLOW_DEFINITIONS_DIR or PREFECT_API_URL
+        from flows.envfile import load_env_file
+        from nodes.errors import OpsflowError
+
+        try:
+            names = load_env_file(env_file)
+        except OpsflowError as exc:
+            raise Exit(str(exc)) from None
+        typer.echo(f"Loaded {len(names)} setting(s) from {env_file}: {', '.join(names) or '-'}", err=True)
     if definition and config:
         raise Exit("Cannot specify both --definition and --config")
     if not definition and not config:
@@ -214,115 +229,10 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
-@app.command()
-def runs(
-    definition: Annotated[
-        str | None, typer.Option("--definition", "-d", help="Only this definition.")
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs.")] = 20,
-) -> None:
-    """List recent runs from the Prefect API, newest first."""
-    from flows.runner import list_runs
-
-    rows = list_runs(definition, limit)
-    if not rows:
-        typer.echo("No runs found.")
-        return
-    typer.echo(f"{'started':<26} {'state':<10} {'duration':>9}  {'name':<32} id")
-    for row in rows:
-        duration = f"{row['duration_s']:.2f}s" if row["duration_s"] is not None else "-"
-        started = (row["start_time"] or "-")[:25]
-        typer.echo(f"{started:<26} {row['state']:<10} {duration:>9}  {row['name']:<32} {row['id']}")
-
-
-@app.command()
-def serve(
-    poll: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between polls for due runs.")] = 0.5,
-    limit: Annotated[int, typer.Option(min=1, max=256, help="Flow runs at once.")] = 16,
-    receiver: Annotated[bool, typer.Option("--receiver", help="Also run the alert receiver.")] = False,
-    host: Annotated[str, typer.Option(help="Receiver address (with --receiver).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Receiver port (with --receiver).")] = 8080,
-) -> None:
-    """Serve every definition as a deployment (no work pool) and run its flow runs here."""
-    from flows.runner import serve_from_cli
-
-    serve_from_cli(poll=poll, limit=limit, receiver=(host, port) if receiver else None)
-
-
-@app.command("receiver")
-def receiver_command(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
-) -> None:
-    """Run the alert webhook receiver: each alert becomes a flow run of its definition's deployment."""
-    from flows.server import configured_api_url
-
-    if not configured_api_url():
-        raise Exit(
-            "The receiver needs a Prefect server: set PREFECT_API_URL (e.g. of `prefect server start`), "
-            "or run `pipeline serve --receiver` to serve the deployments and the receiver together"
-        )
-    from deployments.receiver import main as receiver_main
-
-    receiver_main(host=host, port=port)
-
-
-@app.command()
-def approve(
-    run_id: Annotated[str, typer.Argument(help="The paused flow run's id.")],
-    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
-    comment: Annotated[str, typer.Option(help="Why.")] = "",
-    by: Annotated[str | None, typer.Option(help="Who decides (default: $USER).")] = None,
-) -> None:
-    """Answer a run waiting at an approval node (the same as the form in the Prefect UI)."""
-    from flows.approval import answer_approval
-    from flows.runner import with_api
-    from nodes.errors import OpsflowError
-
-    who = by or os.environ.get("USER") or "cli"
-    try:
-        with_api(lambda: answer_approval(run_id, approve=not reject, comment=comment, by=who))
-    except OpsflowError as exc:
-        raise Exit(str(exc), code=1) from None
-    typer.echo(f"{'Rejected' if reject else 'Approved'} flow run {run_id}")
-
-
-@app.command()
-def incidents(
-    incident_id: Annotated[
-        str | None, typer.Argument(help="Show this incident (default: list them).")
-    ] = None,
-    status: Annotated[str | None, typer.Option(help="Only `open` or `resolved` incidents.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many incidents.")] = 20,
-) -> None:
-    """List incidents in the incident store (OPSFLOW_DATABASE_URL), or show one with its alerts."""
-    from flows.incidents import incident_lines, incidents_table
-    from nodes.errors import IngestError
-
-    try:
-        lines = incident_lines(incident_id) if incident_id else incidents_table(status, limit)
-    except IngestError as exc:
-        raise Exit(str(exc), code=1) from None
-    if lines is None:
-        raise Exit(f"Incident not found: {incident_id}", code=1)
-    typer.echo("\n".join(lines))
-
-
-@app.command()
-def doctor() -> None:
-    """Check Python, the Prefect API, the definitions and the settings they need (names only)."""
-    from flows.doctor import run_checks
-
-    ok = True
-    for passed, line in run_checks():
-        ok &= passed
-        typer.echo(f"{'✓' if passed else '✗'} {line}")
-    if not ok:
-        raise typer.Exit(1)
-
-
 def main() -> None:
     """Console entry point: run the app, turning opsflow's errors into clean messages."""
+    import flows.cli_ops  # noqa: F401 - registers the commands that talk to Prefect or the store
+
     try:
         # without standalone mode, click returns the code of a typer.Exit instead of raising it
         code = app(standalone_mode=False)

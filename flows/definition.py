@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flows.graph import edges, order_problems
 from nodes import NODE_TYPES, get_node_type
 from nodes.errors import DefinitionError
 from nodes.jmes import compile_expression
@@ -121,7 +122,7 @@ class Pipeline:
     successors: dict[str, list[str]] = field(default_factory=dict)
     predecessors: dict[str, list[str]] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def nodes(self) -> dict[str, Node]:
         return {node.id: node for node in self.definition.nodes}
 
@@ -213,20 +214,44 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_definition(ref: str | Path | dict[str, Any], *, name: str | None = None) -> Pipeline:
+def load_definition(
+    ref: str | Path | dict[str, Any],
+    *,
+    name: str | None = None,
+    source: Literal["auto", "file", "block"] = "auto",
+) -> Pipeline:
     """Load and validate a definition given by name, by path, or inline as a dict.
 
     A string naming an existing file (or ending in .json) is a path; any other string
-    is a definition name looked up in `definitions_dir()`.
+    is a definition name looked up in `definitions_dir()`. A block managed in the Prefect
+    UI (flows.blocks) is used for `block:NAME`, for `source="block"`, and for a name with
+    no file when a Prefect API is configured.
     """
     if isinstance(ref, dict):
-        raw, source, stem = ref, "inline", None
+        raw, origin, stem = ref, "inline", None
     else:
         text = str(ref)
         is_path = isinstance(ref, Path) or text.endswith(".json") or os.sep in text
+        if not is_path and _block_wanted(text, source):
+            from flows.blocks import block_definition_for  # imports Prefect: only when a block is wanted
+
+            pipeline = block_definition_for(text, source=source)
+            if pipeline is not None:
+                return pipeline
         path = Path(text) if is_path else find_definition(text)
-        raw, source, stem = read_json(path), str(path), path.stem
-    return validate(raw, source=source, name=name or raw.get("name") or stem or "inline")
+        raw, origin, stem = read_json(path), str(path), path.stem
+    return validate(raw, source=origin, name=name or raw.get("name") or stem or "inline")
+
+
+def _block_wanted(text: str, source: str) -> bool:
+    """Ask Prefect for a block only when told to, or when no file has this name and an API is set."""
+    if source == "block" or text.startswith("block:"):
+        return True
+    if source == "file" or (definitions_dir() / f"{text}.json").is_file():
+        return False
+    from flows.server import configured_api_url  # env/profile only; no Prefect import
+
+    return configured_api_url() is not None
 
 
 def canonical_hash(raw: dict[str, Any]) -> str:
@@ -252,7 +277,7 @@ def validate(raw: dict[str, Any], *, source: str = "inline", name: str | None = 
     for policy, configs in definition.policies().items():
         for index, config in enumerate(configs):
             problems.extend(_policy_problems(f"{policy}[{index}]", config))
-    successors, graph_problems = _edges(definition, seen)
+    successors, graph_problems = edges(definition, seen)
     problems.extend(graph_problems)
     pipeline = Pipeline(
         definition=definition,
@@ -267,7 +292,7 @@ def validate(raw: dict[str, Any], *, source: str = "inline", name: str | None = 
         for target in targets:
             pipeline.predecessors[target].append(node_id)
     if not graph_problems:
-        problems.extend(_order_problems(pipeline))
+        problems.extend(order_problems(pipeline))
     if problems:
         raise DefinitionError(problems)
     return pipeline
@@ -324,88 +349,3 @@ def _policy_problems(where: str, config: dict[str, Any]) -> list[str]:
 
 def _is_dynamic_input(value: Any) -> bool:
     return isinstance(value, str) and has_dynamic(value)
-
-
-def _edges(definition: Definition, known: set[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """Successors of every node: `next` (plus a condition's branches), or list order if no node has `next`."""
-    problems = []
-    nodes = definition.nodes
-    successors: dict[str, list[str]] = {node.id: [] for node in nodes}
-    chained = not any(node.next is not None or node.type == "condition" for node in nodes)
-    for index, node in enumerate(nodes):
-        if chained:
-            targets = [nodes[index + 1].id] if index + 1 < len(nodes) else []
-        else:
-            targets = node.next_ids()
-            if node.type == "condition":
-                targets += [t for t in _branch_ids(node) if t not in targets]
-        for target in targets:
-            if target not in known:
-                problems.append(f"node {node.id!r}: next {target!r} is not a node of this definition")
-            elif target == node.id:
-                problems.append(f"node {node.id!r}: next points to itself (cycle)")
-            elif target not in successors[node.id]:
-                successors[node.id].append(target)
-    return successors, problems
-
-
-def _branch_ids(node: Node) -> list[str]:
-    ids = []
-    for key in ("then", "else"):
-        value = node.config.get(key)
-        if isinstance(value, str):
-            ids.append(value)
-        elif isinstance(value, list):
-            ids.extend(v for v in value if isinstance(v, str))
-    return ids
-
-
-def _order_problems(pipeline: Pipeline) -> list[str]:
-    """Cycles, nodes unreachable from the entry, and skip_if_errors naming a non-upstream node."""
-    problems = []
-    cycle = _find_cycle(pipeline.successors)
-    if cycle:
-        problems.append(f"node {cycle[0]!r}: cycle {' → '.join(cycle)}")
-    reachable = {pipeline.entry}
-    stack = [pipeline.entry]
-    while stack:
-        for target in pipeline.successors[stack.pop()]:
-            if target not in reachable:
-                reachable.add(target)
-                stack.append(target)
-    for node in pipeline.definition.nodes:
-        if node.id not in reachable:
-            problems.append(f"node {node.id!r}: unreachable from the entry node {pipeline.entry!r}")
-    if cycle:
-        return problems
-    for node in pipeline.definition.nodes:
-        upstream = pipeline.ancestors(node.id)
-        for other in node.skip_if_errors:
-            if other not in upstream:
-                problems.append(
-                    f"node {node.id!r}: skip_if_errors names {other!r}, which is not upstream of it"
-                )
-    return problems
-
-
-def _find_cycle(successors: dict[str, list[str]]) -> list[str] | None:
-    WHITE, GREY, BLACK = 0, 1, 2
-    colour = dict.fromkeys(successors, WHITE)
-    for start in successors:
-        if colour[start] != WHITE:
-            continue
-        path = [start]
-        iterators = [iter(successors[start])]
-        colour[start] = GREY
-        while iterators:
-            target = next(iterators[-1], None)
-            if target is None:
-                colour[path.pop()] = BLACK
-                iterators.pop()
-            elif colour[target] == GREY:
-                return path[path.index(target) :] + [target]
-            elif colour[target] == WHITE:
-                colour[target] = GREY
-                path.append(target)
-                iterators.append(iter(successors[target]))
-    return None

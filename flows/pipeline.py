@@ -55,6 +55,7 @@ def _flow_run_name() -> str:
     definition = params.get("definition")
     if isinstance(definition, dict):
         definition = definition.get("name") or "inline"
+    definition = str(definition).removeprefix("block:")
     trace = params.get("trace_id") or str(flow_run.id or uuid.uuid4())
     return f"{definition}-{trace.replace('-', '')[:8]}"
 
@@ -195,6 +196,7 @@ async def run_pipeline(
         "run_id": run_id,
         "definition": pipeline.name,
         "definition_version": pipeline.definition_version,
+        "definition_source": pipeline.source,
         "status": book.status,
         "incident_id": incident_id,
         "executed_nodes": book.executed(),

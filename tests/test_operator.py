@@ -155,7 +155,7 @@ def test_on_failure_fires_when_the_flow_run_crashes(flow, httpserver: HTTPServer
     definition = policy_definition(
         name,
         httpserver.url_for("/hook"),
-        {"id": "slow", "type": "sleep", "config": {"seconds": 20}, "next": "after"},
+        {"id": "slow", "type": "sleep", "config": {"seconds": 8}, "next": "after"},
     )
 
     async def crash_mid_run():

@@ -1,0 +1,112 @@
+"""What the receiver reads from an alert payload: its idempotency key, and one Prefect event per alert."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodes.errors import OpsflowError
+from nodes.ingest import HTTP_KEY, detect_format, get_format
+
+__all__ = ["MAX_EVENTS", "Summary", "canonical_hash", "emit_alert_events", "idempotency_key", "summarize"]
+
+# one delivery may carry thousands of alerts; past this many, only the count is logged
+MAX_EVENTS = 500
+
+log = logging.getLogger("opsflow.receiver")
+
+
+@dataclass
+class Summary:
+    """The alerts of one payload as the ingest formats read them; `format` is None if none could."""
+
+    format: str | None = None
+    group_key: str = ""
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None
+
+
+def canonical_hash(value: Any) -> str:
+    """sha256 of the canonical JSON: the same document hashes the same, whatever its key order."""
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def summarize(payload: dict[str, Any]) -> Summary:
+    """Parse `payload` with the ingest formats (auto-detected), without any side effect.
+
+    A payload no format understands is still accepted: the ingest node reports why in
+    the flow run, where someone will look for it.
+    """
+    body = {k: v for k, v in payload.items() if k != HTTP_KEY}
+    try:
+        name = detect_format(body)
+        parsed = get_format(name).parse(body)
+    except OpsflowError as exc:
+        return Summary(problem=str(exc))
+    return Summary(format=name, group_key=parsed.group_key, alerts=parsed.alerts)
+
+
+def idempotency_key(
+    definition: str, payload: dict[str, Any], summary: Summary, options: dict[str, Any] | None = None
+) -> str:
+    """The key under which Prefect creates at most one flow run for this delivery.
+
+    A re-delivered webhook (a sender's retry, or a repeat notification of the same
+    episode) carries the same group, fingerprints, statuses and start times, so it
+    maps to the run already created. `starts_at` is part of the key so an alert that
+    fires again after it resolved is a new episode and gets a new run. Prefect scopes
+    keys by flow, and every definition shares the one flow: the name is in the key.
+    `options` (source, environment, incident) are run parameters that make a run different.
+    """
+    if summary.alerts:
+        alerts = sorted((a["fingerprint"], a["status"], a.get("starts_at") or "") for a in summary.alerts)
+        material: dict[str, Any] = {"group": summary.group_key, "alerts": alerts}
+    else:
+        material = {"body": {k: v for k, v in payload.items() if k != HTTP_KEY}}
+    if options:
+        material["options"] = options
+    return f"opsflow-receiver:{definition}:{canonical_hash(material)}"
+
+
+def emit_alert_events(summary: Summary, definition: str, flow_run_id: str) -> int:
+    """`opsflow.alert.firing|resolved` per alert, related to the flow run; returns how many.
+
+    Events go to the process's Prefect API (PREFECT_API_URL) through Prefect's
+    background events worker: emitting never blocks nor fails the request.
+    """
+    from prefect.events import emit_event
+
+    related = [
+        {"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}
+    ]
+    alerts = summary.alerts[:MAX_EVENTS]
+    if len(summary.alerts) > MAX_EVENTS:
+        log.warning(
+            "run %s: %d alerts; events emitted for the first %d only",
+            flow_run_id,
+            len(summary.alerts),
+            MAX_EVENTS,
+        )
+    for alert in alerts:
+        emit_event(
+            event=f"opsflow.alert.{'resolved' if alert['status'] == 'resolved' else 'firing'}",
+            resource={
+                "prefect.resource.id": f"opsflow.alert.{alert['fingerprint']}",
+                "prefect.resource.name": alert["title"],
+            },
+            related=related,
+            payload={
+                "definition": definition,
+                "format": summary.format,
+                "fingerprint": alert["fingerprint"],
+                "status": alert["status"],
+                "severity": alert["severity"],
+                "labels": alert["labels"],
+                "starts_at": alert.get("starts_at"),
+            },
+        )
+    return len(alerts)

@@ -1,0 +1,80 @@
+"""Reading a webhook body safely: JSON only, at most 1 MiB, and errors a sender can act on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+__all__ = ["MAX_BODY_BYTES", "ReceiverError", "is_json", "read_json"]
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class ReceiverError(Exception):
+    """An HTTP answer other than success: status, a message for the sender, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def is_json(content_type: str | None) -> bool:
+    """`application/json` or any `+json` type, whatever its parameters (charset=...)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or ("/" in media and media.endswith("+json"))
+
+
+async def read_json(request: Request, *, allow_empty: bool = False) -> tuple[str, Any]:
+    """The body's text and its JSON value; an empty body is `None` when `allow_empty`.
+
+    The declared Content-Length is checked first, then the bytes actually received
+    (a sender may lie or stream chunked), so no more than 1 MiB is ever held.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ReceiverError(400, f"Content-Length is not a number: {declared[:32]!r}")
+        if int(declared) > MAX_BODY_BYTES:
+            raise ReceiverError(413, f"body of {int(declared)} bytes is over the limit of {MAX_BODY_BYTES}")
+    typed = is_json(request.headers.get("content-type"))
+    if not typed and not allow_empty:
+        raise _not_json(request)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ReceiverError(413, f"body is over the limit of {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        if allow_empty:
+            return "", None
+        raise ReceiverError(400, "the body is empty (expected a JSON object)")
+    if not typed:  # an empty body needs no type; any other must say it is JSON
+        raise _not_json(request)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReceiverError(400, f"the body is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return text, json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ReceiverError(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise ReceiverError(400, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ReceiverError(400, "invalid JSON: nested too deeply") from None
+
+
+def _not_json(request: Request) -> ReceiverError:
+    got = request.headers.get("content-type") or "none"
+    return ReceiverError(415, f"Content-Type must be application/json (or a +json type), got {got[:100]!r}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

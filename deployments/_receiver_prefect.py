@@ -1,0 +1,126 @@
+"""The receiver's Prefect side: its API client, and creating a flow run or saying why not."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any
+
+from deployments._receiver_http import ReceiverError
+
+__all__ = ["FLOW_NAME", "create_run", "prefect_client", "reachable"]
+
+FLOW_NAME = "run-pipeline"  # flows.pipeline.FLOW_NAME, without importing the flow here
+
+log = logging.getLogger("opsflow.receiver")
+
+# Prefect's own wording when a run's parameters exceed the server's size limit
+_PARAMETERS_TOO_BIG = re.compile(r"Flow run parameters must be less than [\d,]+ bytes[^.\"]*")
+
+
+@contextlib.asynccontextmanager
+async def prefect_client(api_url: str | None):
+    """A Prefect client for `api_url`, else for the configured API (never an ephemeral one)."""
+    import httpx
+    from prefect.client.orchestration import PrefectClient
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
+
+    from flows.server import configured_api_url
+
+    url = api_url or configured_api_url()
+    if not url:
+        raise RuntimeError("the receiver needs a Prefect API: set PREFECT_API_URL")
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=25)
+    client = PrefectClient(
+        url,
+        auth_string=PREFECT_API_AUTH_STRING.value(),
+        api_key=PREFECT_API_KEY.value(),
+        httpx_settings={"limits": limits},
+    )
+    async with client:
+        yield client
+
+
+async def create_run(
+    client,
+    name: str,
+    parameters: dict[str, Any],
+    key: str | None,
+    timeout: float,
+    slots: asyncio.Semaphore,
+):
+    """Create the flow run of deployment `run-pipeline/<name>` and return it once Prefect has it.
+
+    At most `slots` creations run at once: a Prefect server on SQLite serialises its
+    writes, and many concurrent ones end in lock errors and client back-off that
+    slow every request. Waiting for a slot counts against `timeout`, so a burst
+    larger than Prefect can absorb is answered 503 (retry) rather than queued forever.
+    Raises the ReceiverError that tells the sender what to do: 404 (no such
+    deployment), 503 (retry: unreachable, 5xx, slower than `timeout`), 413 (too
+    large for Prefect), 502 (refused).
+    """
+    import httpx
+    from prefect.deployments import arun_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    deployment = f"{FLOW_NAME}/{name}"
+    try:
+        async with asyncio.timeout(timeout), slots:
+            return await arun_deployment(
+                name=deployment,
+                client=client,
+                parameters=parameters,
+                timeout=0,
+                idempotency_key=key,
+                as_subflow=False,
+            )
+    except ObjectNotFound:
+        raise ReceiverError(
+            404,
+            f"definition {name!r} has no deployment {deployment!r} in Prefect: "
+            "create it with `pipeline serve` (or `prefect deploy --all`)",
+        ) from None
+    except TimeoutError:
+        raise _unavailable(f"no answer within {timeout:g} s") from None
+    except httpx.HTTPStatusError as exc:
+        status = exc.response.status_code
+        if status >= 500 or status in (408, 429):
+            raise _unavailable(f"HTTP {status}") from None
+        detail = _detail(exc.response)
+        too_big = _PARAMETERS_TOO_BIG.search(exc.response.text)
+        if status == 422 and too_big:
+            raise ReceiverError(
+                413,
+                f"{too_big.group(0)}: the Prefect server refuses runs this large "
+                "(its PREFECT_SERVER_API_MAX_PARAMETER_SIZE); send a smaller payload",
+            ) from None
+        log.error("Prefect refused a flow run of %s: HTTP %s %s", deployment, status, detail)
+        raise ReceiverError(
+            502, f"Prefect refused the flow run of {deployment!r}: HTTP {status} {detail}"
+        ) from None
+    except (httpx.TransportError, OSError) as exc:
+        raise _unavailable(type(exc).__name__) from None
+
+
+async def reachable(client, timeout: float) -> bool:
+    """Whether the Prefect API answers its health check within `timeout`."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await client.api_healthcheck() is None
+    except TimeoutError:
+        return False
+
+
+def _unavailable(reason: str) -> ReceiverError:
+    log.warning("Prefect API unavailable (%s): answered 503", reason)
+    return ReceiverError(503, f"Prefect API unavailable ({reason}); retry later", {"Retry-After": "5"})
+
+
+def _detail(response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail or response.text)[:500]

@@ -1,0 +1,298 @@
+"""The alert webhook receiver: every accepted alert becomes a flow run of its definition's deployment.
+
+An alert is answered 202 only once Prefect has created the flow run, so nothing the
+receiver accepts can be lost; when Prefect cannot take it the answer is 503 and the
+sender retries. Retries are safe: the run is created under an idempotency key taken
+from the alerts themselves, so a re-delivered webhook finds the run already made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deployments._receiver_alerts import emit_alert_events, idempotency_key, summarize
+from deployments._receiver_definitions import describe, describe_all, require_definition, validate_named
+from deployments._receiver_http import ReceiverError, read_json
+from deployments._receiver_prefect import create_run, prefect_client, reachable
+from nodes.ingest import HTTP_KEY
+
+__all__ = ["DEFAULT_DEFINITION", "create_app", "main"]
+
+DEFAULT_DEFINITION = "alert-triage"
+TOKEN_ENV = "OPSFLOW_RECEIVER_TOKEN"
+PREFECT_TIMEOUT_SECONDS = 10.0
+HEALTH_TIMEOUT_SECONDS = 3.0
+# flow runs being created at once (more only contend for a SQLite-backed server's lock)
+CONCURRENT_RUNS = 4
+# parsing a large payload for its idempotency key happens off the event loop
+THREAD_PARSE_BYTES = 64 * 1024
+
+log = logging.getLogger("opsflow.receiver")
+
+_BEARER = HTTPBearer(auto_error=False, description=f"Required when ${TOKEN_ENV} is set.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+
+
+class Accepted(BaseModel):
+    """The flow run that will handle the alert (the existing one for a re-delivery)."""
+
+    flow_run_id: str = Field(description="Prefect flow run id.")
+    definition: str = Field(description="Definition (and deployment) name.")
+    trace_id: str | None = Field(default=None, description="The run's trace id.")
+    duplicate: bool = Field(default=False, description="True when this delivery found an existing run.")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What is wrong; never a traceback, never a secret.")
+
+
+class ExecuteRequest(BaseModel):
+    """Run a definition with this payload; absent fields take the deployment's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: dict[str, Any] = Field(default_factory=dict, description="The run's payload (an alert, or {}).")
+    source: str = Field(default="api", max_length=64, description="Who asked for the run.")
+    trace_id: str | None = Field(default=None, max_length=128, description="Trace id; default a new one.")
+    environment: str | None = Field(default=None, max_length=64, description="Environment name.")
+    incident_id: str | None = Field(
+        default=None, max_length=64, description="Run about this stored incident (e.g. re-analysis)."
+    )
+
+
+_ERRORS = {
+    400: "Bad JSON, or a body that is not a JSON object.",
+    401: "Missing or wrong bearer token (when OPSFLOW_RECEIVER_TOKEN is set).",
+    404: "Unknown definition, or no deployment for it.",
+    413: "Body over 1 MiB.",
+    415: "Content-Type is not JSON.",
+    502: "Prefect refused the flow run.",
+    503: "Prefect cannot take the run now: retry.",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    """The request body for the OpenAPI doc (routes read bodies themselves, with a size limit)."""
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
+
+
+_ALERT = {"type": "object", "description": "An alert webhook payload (Alertmanager, Grafana, ...)."}
+_DEFINITION = {"type": "object", "description": "A definition JSON (see `pipeline schema`)."}
+
+
+def create_app(
+    api_url: str | None = None,
+    *,
+    timeout: float = PREFECT_TIMEOUT_SECONDS,
+    concurrency: int = CONCURRENT_RUNS,
+) -> FastAPI:
+    """The receiver app; `api_url` overrides the configured Prefect API (tests, a second server).
+
+    `timeout` bounds the Prefect calls of one request (waiting included); past it the
+    sender is told 503. `concurrency` is how many flow runs are created at once.
+    Alert events go to the process's configured API whatever `api_url` says (Prefect's
+    events worker is process-wide). The token is read from $OPSFLOW_RECEIVER_TOKEN now.
+    """
+    token = os.environ.get(TOKEN_ENV) or None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with prefect_client(api_url) as client:
+            app.state.prefect = client
+            app.state.slots = asyncio.Semaphore(concurrency)
+            yield
+
+    app = FastAPI(
+        title="opsflow alert receiver",
+        description="Alert webhooks in, Prefect flow runs out: one run per delivery of an alert group.",
+        version="1.0",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+
+    def authorize(credentials: Credentials) -> None:
+        if token is None:
+            return
+        given = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(given, token.encode()):
+            raise ReceiverError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+    guarded = [Depends(authorize)]
+
+    @app.post(
+        "/pipeline",
+        summary="Accept an alert webhook: start a flow run of the definition's deployment",
+        status_code=202,
+        response_model=Accepted,
+        responses=_errors(400, 401, 404, 413, 415, 502, 503),
+        openapi_extra=_body(_ALERT),
+        dependencies=guarded,
+    )
+    async def receive_alert(
+        request: Request,
+        definition: Annotated[
+            str, Query(description="Definition to run.", max_length=128)
+        ] = DEFAULT_DEFINITION,
+    ) -> Accepted:
+        require_definition(definition)
+        body, payload = await read_json(request)
+        if not isinstance(payload, dict):
+            raise ReceiverError(
+                400, f"the body must be a JSON object (an alert payload), got {_kind(payload)}"
+            )
+        payload.pop(HTTP_KEY, None)  # only the receiver says what the raw request was
+        signature = request.headers.get("x-pagerduty-signature")
+        if signature is not None:
+            headers = {"x-pagerduty-signature": signature, "content-type": request.headers["content-type"]}
+            payload[HTTP_KEY] = {"headers": headers, "raw_body": body}
+        extra = {"source": "receiver"}
+        return await start(request, definition, payload, extra, always_key=True, size=len(body))
+
+    @app.post(
+        "/definitions/{name}/execute",
+        summary="Run a definition with a payload, source, trace id, environment or incident",
+        status_code=202,
+        response_model=Accepted,
+        responses=_errors(400, 401, 404, 413, 415, 502, 503),
+        openapi_extra=_body(ExecuteRequest.model_json_schema()),
+        dependencies=guarded,
+    )
+    async def execute(request: Request, name: str) -> Accepted:
+        require_definition(name)
+        body, data = await read_json(request)
+        if not isinstance(data, dict):
+            raise ReceiverError(400, f"the body must be a JSON object, got {_kind(data)}")
+        try:
+            spec = ExecuteRequest.model_validate(data)
+        except ValidationError as exc:
+            raise ReceiverError(400, f"invalid execute request: {_first_error(exc)}") from None
+        extra = spec.model_dump(exclude={"payload"}, exclude_none=True)
+        return await start(request, name, spec.payload, extra, always_key=False, size=len(body))
+
+    @app.get(
+        "/definitions",
+        summary="List the definitions: name, version, node count, or why one is invalid",
+        responses=_errors(401),
+        dependencies=guarded,
+    )
+    def definitions() -> list[dict[str, Any]]:
+        return describe_all()
+
+    @app.get(
+        "/definitions/{name}",
+        summary="One definition: its nodes and graph, version, the settings it needs, and its JSON",
+        responses=_errors(401, 404),
+        dependencies=guarded,
+    )
+    def definition(name: str) -> dict[str, Any]:
+        return describe(name, require_definition(name), full=True)
+
+    @app.post(
+        "/definitions/{name}/validate",
+        summary="Validate a definition JSON under this name (empty body: the stored definition)",
+        responses=_errors(400, 401, 404, 413, 415),
+        openapi_extra=_body(_DEFINITION, required=False),
+        dependencies=guarded,
+    )
+    async def validate_definition(request: Request, name: str) -> dict[str, Any]:
+        _, raw = await read_json(request, allow_empty=True)
+        return await asyncio.to_thread(validate_named, name, raw)
+
+    @app.get(
+        "/healthz",
+        summary="Liveness, and whether the Prefect API answers (503 when it does not)",
+        responses={503: {"description": "Prefect API unreachable."}},
+    )
+    async def healthz(request: Request) -> JSONResponse:
+        if await reachable(request.app.state.prefect, HEALTH_TIMEOUT_SECONDS):
+            return JSONResponse({"status": "ok", "prefect": "ok"})
+        return JSONResponse({"status": "unavailable", "prefect": "unreachable"}, status_code=503)
+
+    async def start(
+        request: Request, name: str, payload: dict, extra: dict, *, always_key: bool, size: int
+    ) -> Accepted:
+        """Create the run. An execute with neither alerts nor an Idempotency-Key is always a new run."""
+        if size > THREAD_PARSE_BYTES:
+            summary = await asyncio.to_thread(summarize, payload)
+        else:
+            summary = summarize(payload)
+        given_key = request.headers.get("idempotency-key")
+        if given_key:
+            key = f"opsflow-receiver:{name}:key:{given_key[:200]}"
+        elif always_key or summary.alerts:
+            options = {k: v for k, v in extra.items() if k != "trace_id"}
+            key = idempotency_key(name, payload, summary, options)
+        else:
+            key = None
+        trace_id = extra.get("trace_id") or uuid.uuid4().hex
+        parameters = {"definition": name, "payload": payload, **extra, "trace_id": trace_id}
+        state = request.app.state
+        run = await create_run(state.prefect, name, parameters, key, timeout, state.slots)
+        run_trace = (run.parameters or {}).get("trace_id")
+        duplicate = run_trace != trace_id
+        if not duplicate and summary.alerts:
+            emit_alert_events(summary, name, str(run.id))
+        log.info(
+            "%s: flow run %s%s, %d alert(s)",
+            name,
+            run.id,
+            " (re-delivery: existing run)" if duplicate else "",
+            len(summary.alerts),
+        )
+        return Accepted(flow_run_id=str(run.id), definition=name, trace_id=run_trace, duplicate=duplicate)
+
+    return app
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _first_error(exc: ValidationError | RequestValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is `{"error": "..."}`: senders and people read it, never a traceback."""
+
+    @app.exception_handler(ReceiverError)
+    async def receiver_error(request: Request, exc: ReceiverError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": f"invalid request: {_first_error(exc)}"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal error (see the receiver's log)"}, status_code=500)
+
+
+def main(host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve the receiver until interrupted (the `pipeline receiver` command)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")

@@ -1,0 +1,205 @@
+"""`pipeline` commands that work with a Prefect server or the incident store.
+
+History (`runs`, `show`, `logs`), serving (`serve`, `receiver`), definitions in the
+Prefect UI (`publish`, `pull`), approvals, incidents and `doctor`. They register on
+the app of `flows.cli`, which stays the one entry point.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli import Exit, _definition_message, app
+from nodes.errors import DefinitionError
+
+
+@app.command()
+def runs(
+    definition: Annotated[
+        str | None, typer.Option("--definition", "-d", help="Only this definition.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs.")] = 20,
+) -> None:
+    """List recent runs from the Prefect API, newest first."""
+    from flows.runner import list_runs
+
+    rows = list_runs(definition, limit)
+    if not rows:
+        typer.echo("No runs found.")
+        return
+    typer.echo(f"{'started':<26} {'state':<10} {'duration':>9}  {'name':<32} id")
+    for row in rows:
+        duration = f"{row['duration_s']:.2f}s" if row["duration_s"] is not None else "-"
+        started = (row["start_time"] or "-")[:25]
+        typer.echo(f"{started:<26} {row['state']:<10} {duration:>9}  {row['name']:<32} {row['id']}")
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (see `pipeline runs`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rebuilt run result as JSON.")] = False,
+) -> None:
+    """Show a past run from the Prefect API: state, nodes, task runs, errors and the result table."""
+    from flows.inspect import show_from_cli
+    from nodes.errors import OpsflowError
+
+    try:
+        typer.echo(show_from_cli(run_id, as_json=as_json))
+    except OpsflowError as exc:
+        raise Exit(str(exc), code=1) from None
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (see `pipeline runs`).")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the run ends (Ctrl-C stops).")
+    ] = False,
+) -> None:
+    """Print a run's logs, oldest first: timestamp, level, node (task run) or flow, message."""
+    from flows.inspect import logs_from_cli
+    from nodes.errors import OpsflowError
+
+    try:
+        logs_from_cli(run_id, follow)
+    except OpsflowError as exc:
+        raise Exit(str(exc), code=1) from None
+
+
+@app.command()
+def serve(
+    poll: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between polls for due runs.")] = 0.5,
+    limit: Annotated[int, typer.Option(min=1, max=256, help="Flow runs at once.")] = 16,
+    receiver: Annotated[bool, typer.Option("--receiver", help="Also run the alert receiver.")] = False,
+    host: Annotated[str, typer.Option(help="Receiver address (with --receiver).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Receiver port (with --receiver).")] = 8080,
+) -> None:
+    """Serve every definition as a deployment (no work pool) and run its flow runs here."""
+    from flows.runner import serve_from_cli
+
+    serve_from_cli(poll=poll, limit=limit, receiver=(host, port) if receiver else None)
+
+
+@app.command("receiver")
+def receiver_command(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+) -> None:
+    """Run the alert webhook receiver: each alert becomes a flow run of its definition's deployment."""
+    from flows.server import configured_api_url
+    from flows.settings import apply_prefect_defaults, skip_tls_setup_for
+
+    apply_prefect_defaults()
+    skip_tls_setup_for(configured_api_url())
+    if not configured_api_url():
+        raise Exit(
+            "The receiver needs a Prefect server: set PREFECT_API_URL (e.g. of `prefect server start`), "
+            "or run `pipeline serve --receiver` to serve the deployments and the receiver together"
+        )
+    from deployments.receiver import main as receiver_main
+
+    receiver_main(host=host, port=port)
+
+
+@app.command()
+def publish(ref: Annotated[str, typer.Argument(help="Definition name or path.")]) -> None:
+    """Store a definition as a Prefect block, editable in the Prefect UI; each change is a new revision."""
+    from flows.runner import with_api
+    from nodes.errors import OpsflowError
+
+    def call():
+        from flows.blocks import publish as publish_block  # after the API URL is known
+
+        return publish_block(ref)
+
+    try:
+        name, revision = with_api(call)
+    except OpsflowError as exc:
+        raise Exit(
+            _definition_message(exc) if isinstance(exc, DefinitionError) else str(exc), code=1
+        ) from None
+    typer.echo(f"✓ {name} published as block opsflow-pipeline-definition/{name} (revision {revision})")
+
+
+@app.command()
+def pull(
+    name: Annotated[str, typer.Argument(help="Definition (block) name.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: definitions/NAME.json).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a file with other content.")] = False,
+) -> None:
+    """Write a definition block (e.g. edited in the Prefect UI) back to a file."""
+    from flows.runner import with_api
+    from nodes.errors import OpsflowError
+
+    def call():
+        from flows.blocks import pull as pull_block
+
+        return pull_block(name, output, force=force)
+
+    try:
+        path = with_api(call)
+    except OpsflowError as exc:
+        raise Exit(
+            _definition_message(exc) if isinstance(exc, DefinitionError) else str(exc), code=1
+        ) from None
+    typer.echo(f"✓ {name} written to {path}")
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The paused flow run's id.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
+    comment: Annotated[str, typer.Option(help="Why.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who decides (default: $USER).")] = None,
+) -> None:
+    """Answer a run waiting at an approval node (the same as the form in the Prefect UI)."""
+    from flows.approval import answer_approval
+    from flows.runner import with_api
+    from nodes.errors import OpsflowError
+
+    who = by or os.environ.get("USER") or "cli"
+    try:
+        with_api(lambda: answer_approval(run_id, approve=not reject, comment=comment, by=who))
+    except OpsflowError as exc:
+        raise Exit(str(exc), code=1) from None
+    typer.echo(f"{'Rejected' if reject else 'Approved'} flow run {run_id}")
+
+
+@app.command()
+def incidents(
+    incident_id: Annotated[
+        str | None, typer.Argument(help="Show this incident (default: list them).")
+    ] = None,
+    status: Annotated[str | None, typer.Option(help="Only `open` or `resolved` incidents.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many incidents.")] = 20,
+) -> None:
+    """List incidents in the incident store (OPSFLOW_DATABASE_URL), or show one with its alerts."""
+    from flows.incidents import incident_lines, incidents_table
+    from nodes.errors import IngestError
+
+    try:
+        lines = incident_lines(incident_id) if incident_id else incidents_table(status, limit)
+    except IngestError as exc:
+        raise Exit(str(exc), code=1) from None
+    if lines is None:
+        raise Exit(f"Incident not found: {incident_id}", code=1)
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def doctor() -> None:
+    """Check Python, the Prefect API, the definitions and the settings they need (names only)."""
+    from flows.doctor import run_checks
+
+    ok = True
+    for passed, line in run_checks():
+        ok &= passed
+        typer.echo(f"{'✓' if passed else '✗'} {line}")
+    if not ok:
+        raise typer.Exit(1)
