@@ -71,17 +71,24 @@ async def _run_node(
 ) -> dict:
     """The body of every node task: execute the node with this attempt's logger and count.
 
-    The handler runs in a thread the task awaits, so Prefect's timeout fails the attempt
+    The handler runs in a thread the task awaits, so the node's timeout fails the attempt
     on time even when the handler is stuck in blocking I/O (the thread is abandoned).
     """
     from prefect.runtime import task_run
 
     attempt = task_run.run_count or 1
     max_attempts = int(options["retries"]) + 1
+    timeout = options["timeout_seconds"]
     log = RedactingLogger(get_run_logger(), ctx.secrets)
     ctx = dataclasses.replace(ctx, log=log, attempt=attempt, max_attempts=max_attempts)
     try:
-        result = await _in_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
+        try:
+            work = _in_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
+            result = await asyncio.wait_for(work, timeout=timeout)
+        except TimeoutError:
+            error = NodeError(f"node {node_id!r} timed out after {timeout:g} s", retryable=True)
+            error.duration_ms = timeout * 1000
+            raise error from None
     except NodeError as exc:
         exc.attempts = attempt
         if exc.retryable and exc.retry_after and attempt < max_attempts:
@@ -128,8 +135,8 @@ def _node_task(node_type: str, node_id: str, retries: int, delay: float, timeout
         retries=retries,
         retry_delay_seconds=exponential_backoff(delay) if retries and delay else 0,
         retry_jitter_factor=0.5 if retries and delay else None,
-        retry_condition_fn=_retryable,
-        timeout_seconds=timeout,
+        retry_condition_fn=_retryable if retries else None,
+        # the timeout is enforced in `_run_node`: Prefect's own costs ~100 ms per task run here
         cache_policy=NO_CACHE,
         persist_result=False,
         log_prints=False,
