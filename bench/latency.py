@@ -119,6 +119,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=50)
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server for Prefect's database")
     args = parser.parse_args()
     import httpx
 
@@ -126,6 +127,14 @@ def main() -> None:
     os.environ["PREFECT_HOME"] = str(work / "prefect")
     os.environ["OPSFLOW_DATABASE_URL"] = f"sqlite:///{work / 'incidents.db'}"
     os.environ.pop("PREFECT_API_URL", None)
+    if args.postgres:
+        import psycopg
+
+        name = f"opsflow_latency_{os.getpid()}"
+        with psycopg.connect(args.postgres, autocommit=True) as conn:
+            conn.execute(f'create database "{name}"')
+        base = args.postgres.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"{base}/{name}"
     from flows.server import start_local_server
     from flows.settings import apply_prefect_defaults
 
@@ -161,10 +170,16 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
+        refused = 0
         # one warm-up alert: the serving process imports the node modules on its first run
         for key in ["LATWARMUP", *[f"LAT{i:04d}" for i in range(args.alerts)]]:
             started = time.perf_counter()
-            response = httpx.post(f"{url}/pipeline?definition=latency", json=alert(key), timeout=30)
+            for _ in range(10):  # like Alertmanager: a 503 is retried
+                response = httpx.post(f"{url}/pipeline?definition=latency", json=alert(key), timeout=30)
+                if response.status_code != 503:
+                    break
+                refused += 1
+                time.sleep(1)
             assert response.status_code == 202, response.text
             arrived = sink.wait_for(key, timeout=60)
             if key != "LATWARMUP":
@@ -180,6 +195,8 @@ def main() -> None:
         spread = f"{min(done):.3f} – {max(done):.3f} s (mean {statistics.mean(done):.3f})"
         print(f"| same, min – max | — | {spread} |")
         print(f"| notifications never received | 0 | {lost} |")
+        print(f"| 503 answers retried by the sender | — | {refused} |")
+        print(f"| Prefect server database | — | {'PostgreSQL' if args.postgres else 'SQLite'} |")
         print(f"\nMachine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}")
     finally:
         if serve is not None:
