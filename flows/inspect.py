@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from flows.render import RULE, STATUS_LINE
+from flows.render import result_text
 from nodes.errors import OpsflowError
 
 __all__ = ["logs_from_cli", "print_logs", "read_run", "run_text", "show_from_cli", "show_run"]
@@ -233,44 +233,30 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 def run_text(run: dict[str, Any]) -> str:
     """The seed's result layout for a run rebuilt by `read_run`, with its Prefect records."""
     flow_run = run["flow_run"]
-    lines = [
-        RULE,
-        "PIPELINE RESULT",
-        RULE,
-        f"Pipeline: {run['definition']} ({run['definition_version']})",
-        f"Trace ID: {run['trace_id']}",
-        f"Run ID: {run['run_id']}",
-        f"Flow run: {flow_run['name']} ({flow_run['state']})",
-        f"Started: {flow_run['start_time'] or '-'}  Ended: {flow_run['end_time'] or '-'}",
-        f"Status: {run['status']}",
-        f"Duration: {run['duration_ms']:.1f} ms",
-    ]
-    if run.get("incident_id"):
-        lines.append(f"Incident: {run['incident_id']}")
-    for node_id in run["executed_nodes"]:
-        node = run["node_results"][node_id]
-        lines += ["", f"--- {node['node_type']} ({node_id}) ---"]
-        lines += [f"  ERROR: {error['message']}" for error in node["errors"]]
+
+    def task_lines(node_id: str, node: dict[str, Any]) -> list[str]:
         task = run["task_runs"].get(node_id)
         if task is None:
-            lines.append("  task run: not recorded")
-        else:
-            took = f" in {task['duration_ms']:.1f} ms" if task["duration_ms"] is not None else ""
-            lines.append(f"  task run: {task['name']} [{node['node_type']}] {task['state']}{took}")
-            if task["error"] and not node["errors"]:
-                lines.append(f"  ERROR: {task['error']}")
-        lines.append(f"  ({node['duration_ms']:.1f} ms, attempt {node.get('attempts') or 1})")
-    if run["skipped_nodes"]:
-        lines += ["", "Skipped:"]
-        lines += [f"  - {n}: {run['node_results'][n]['skip_reason']}" for n in run["skipped_nodes"]]
+            return ["  task run: not recorded"]
+        took = f" in {task['duration_ms']:.1f} ms" if task["duration_ms"] is not None else ""
+        lines = [f"  task run: {task['name']} [{node['node_type']}] {task['state']}{took}"]
+        if task["error"] and not node["errors"]:
+            lines.append(f"  ERROR: {task['error']}")
+        return lines
+
+    artifact = []
     if run["artifact"]["rows"]:
-        lines += ["", f"Result artifact ({run['artifact']['key']}):", *_table(run["artifact"]["rows"])]
-    lines.append("")
-    status_line = STATUS_LINE.get(run["status"], f"Flow run state: {flow_run['state']}")
-    if run["status"] == "failed" and run.get("error"):
-        status_line += f": {run['error']}"
-    lines.append(status_line)
-    return "\n".join(lines)
+        artifact = ["", f"Result artifact ({run['artifact']['key']}):", *_table(run["artifact"]["rows"])]
+    return result_text(
+        run,
+        header=[
+            f"Flow run: {flow_run['name']} ({flow_run['state']})",
+            f"Started: {flow_run['start_time'] or '-'}  Ended: {flow_run['end_time'] or '-'}",
+        ],
+        node_lines=task_lines,
+        extra=artifact,
+        unknown_status=f"Flow run state: {flow_run['state']}",
+    )
 
 
 async def show_run(run_id: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from flows.definition import Pipeline
@@ -89,8 +90,19 @@ def dry_run_text(
     return "\n".join(lines)
 
 
-def result_text(result: dict[str, Any]) -> str:
-    """The seed's result layout for a finished run."""
+def result_text(
+    result: dict[str, Any],
+    *,
+    header: list[str] | None = None,
+    node_lines: Callable[[str, dict[str, Any]], list[str]] | None = None,
+    extra: list[str] | None = None,
+    unknown_status: str | None = None,
+) -> str:
+    """The seed's result layout for a finished run.
+
+    `pipeline show` adds what Prefect recorded: `header` lines, `node_lines` per node,
+    `extra` lines at the end, and a status line for a run that never finished.
+    """
     lines = [
         RULE,
         "PIPELINE RESULT",
@@ -98,6 +110,7 @@ def result_text(result: dict[str, Any]) -> str:
         f"Pipeline: {result['definition']} ({result['definition_version']})",
         f"Trace ID: {result['trace_id']}",
         f"Run ID: {result['run_id']}",
+        *(header or []),
         f"Status: {result['status']}",
         f"Duration: {result['duration_ms']:.1f} ms",
     ]
@@ -105,21 +118,18 @@ def result_text(result: dict[str, Any]) -> str:
         lines.append(f"Incident: {result['incident_id']}")
     for node_id in result["executed_nodes"]:
         node = result["node_results"][node_id]
-        lines.append("")
-        lines.append(f"--- {node['node_type']} ({node_id}) ---")
-        if node["errors"]:
-            for error in node["errors"]:
-                lines.append(f"  ERROR: {error['message']}")
-        for key, value in (node.get("output") or {}).items():
-            lines.append(f"  {key}: {_short(value)}")
+        lines += ["", f"--- {node['node_type']} ({node_id}) ---"]
+        lines += [f"  ERROR: {error['message']}" for error in node["errors"]]
+        lines += [f"  {key}: {_short(value)}" for key, value in (node.get("output") or {}).items()]
+        if node_lines is not None:
+            lines += node_lines(node_id, node)
         lines.append(f"  ({node['duration_ms']:.1f} ms, attempt {node.get('attempts') or 1})")
     if result["skipped_nodes"]:
-        lines.append("")
-        lines.append("Skipped:")
-        for node_id in result["skipped_nodes"]:
-            lines.append(f"  - {node_id}: {result['node_results'][node_id]['skip_reason']}")
+        lines += ["", "Skipped:"]
+        lines += [f"  - {n}: {result['node_results'][n]['skip_reason']}" for n in result["skipped_nodes"]]
+    lines += extra or []
     lines.append("")
-    status_line = STATUS_LINE.get(result["status"], result["status"])
+    status_line = STATUS_LINE.get(result["status"], unknown_status or result["status"])
     if result["status"] == "failed" and result.get("error"):
         status_line += f": {result['error']}"
     lines.append(status_line)
