@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import sys
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -322,7 +324,7 @@ async def print_logs(run_id: str, follow: bool, out: TextIO) -> int:
             out.flush()
             if final_since is not None and loop.time() - final_since >= FINAL_GRACE_SECONDS:
                 return len(seen)
-            if not follow:
+            if not follow or _STOP_FOLLOWING.is_set():
                 return len(seen)
             await asyncio.sleep(POLL_SECONDS)
             if final_since is None and _is_final(await _flow_run(client, run_id)):
@@ -357,9 +359,19 @@ def show_from_cli(run_id: str, as_json: bool = False) -> str:
     return _with_api(lambda: show_run(run_id))
 
 
+# set by Ctrl-C while following: the loop ends after its current poll, whatever Prefect's
+# client is doing (a cancellation could land inside its retry logic and be held there)
+_STOP_FOLLOWING = threading.Event()
+
+
 def logs_from_cli(run_id: str, follow: bool, out: TextIO | None = None) -> None:
     """`pipeline logs`: print the logs; Ctrl-C while following ends quietly."""
+    _STOP_FOLLOWING.clear()
+    previous = signal.signal(signal.SIGINT, lambda *_: _STOP_FOLLOWING.set()) if follow else None
     try:
         _with_api(lambda: print_logs(run_id, follow, out or sys.stdout))
     except KeyboardInterrupt:
         (out or sys.stdout).flush()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

@@ -409,7 +409,8 @@ def test_fan_out_retry_does_not_resend_delivered_channels(sink):
     ctx.attempt = 2
     out = run_node(config, ctx)
     assert out["channels_attempted"] == 3 and out["channels_succeeded"] == 3
-    assert [req.path for req, _ in sink.log] == ["/a", "/flaky", "/flaky"]
+    # channels are delivered concurrently: the order of arrival is not fixed
+    assert sorted(req.path for req, _ in sink.log) == ["/a", "/flaky", "/flaky"]
     assert out["deliveries"][0]["earlier_attempt"] is True and "earlier_attempt" not in out["deliveries"][1]
     run_node(config, make_ctx())  # another run sends everything again
     assert [req.path for req, _ in sink.log].count("/a") == 2
