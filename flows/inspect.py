@@ -332,24 +332,17 @@ async def print_logs(run_id: str, follow: bool, out: TextIO) -> int:
 
 
 def _with_api(work):
-    """Run `work()` (a coroutine factory) against the configured API or a local server."""
+    """Run `work()` (a coroutine factory) with a Prefect API; an unreachable one is a clean error."""
     import httpx
 
-    from flows.server import configured_api_url, start_local_server
-    from flows.settings import apply_prefect_defaults
+    from flows.runner import with_api
+    from flows.server import configured_api_url
 
-    apply_prefect_defaults(quiet_console=True)
-    server = start_local_server()
     try:
-        if server is not None:
-            server.wait_ready()
-        return asyncio.run(work())
+        return with_api(lambda: asyncio.run(work()))
     except httpx.TransportError as exc:
         url = re.sub(r"//[^/@]*@", "//", configured_api_url() or "")  # no credentials in messages
         raise OpsflowError(f"Cannot reach the Prefect API at {url}: {exc}") from exc
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def show_from_cli(run_id: str, as_json: bool = False) -> str:

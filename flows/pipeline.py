@@ -323,8 +323,8 @@ def _failure(node_id: str, node_type: str, state, ctx: NodeContext) -> tuple[dic
         attempts = getattr(exc, "attempts", 1)
         duration = getattr(exc, "duration_ms", 0.0)
     else:
-        kind = "timed out" if isinstance(exc, TimeoutError) or "TimedOut" in str(state.type) else "crashed"
-        message = f"node {node_id!r} {kind}: {state.message or exc}"
+        # node errors and timeouts arrive as NodeErrors; anything else crashed the task run
+        message = f"node {node_id!r} crashed: {state.message or exc}"
         error = {"message": message, "retryable": True}
         attempts, duration = getattr(exc, "attempts", 0), 0.0
     message = ctx.secrets.redact(message)
