@@ -187,6 +187,11 @@ def send(config: Config, message: Message, ctx: NodeContext, client: Any = None)
         raise DeliveryError(f"{where}: server does not support {config.security.upper()}: {exc}") from exc
     except ssl.SSLCertVerificationError as exc:
         raise DeliveryError(f"{where}: TLS certificate not trusted: {exc.verify_message}") from exc
+    except smtplib.SMTPServerDisconnected as exc:
+        # smtplib reports a read timeout (a server that never greets or replies) as a disconnect
+        if not isinstance(exc.__context__, TimeoutError):
+            raise DeliveryError(f"{where}: connection closed by the server: {exc}", retryable=True) from exc
+        raise DeliveryError(f"{where}: no answer within {config.timeout_seconds:g}s", retryable=True) from exc
     except TimeoutError as exc:
         raise DeliveryError(f"{where}: no answer within {config.timeout_seconds:g}s", retryable=True) from exc
     except (smtplib.SMTPException, OSError) as exc:
