@@ -114,7 +114,6 @@ async def reachable(client, timeout: float) -> bool:
 
 
 def _unavailable(reason: str) -> ReceiverError:
-    log.warning("Prefect API unavailable (%s): answered 503", reason)
     return ReceiverError(503, f"Prefect API unavailable ({reason}); retry later", {"Retry-After": "5"})
 
 

@@ -4,6 +4,8 @@ An alert is answered 202 only once Prefect has created the flow run, so nothing 
 receiver accepts can be lost; when Prefect cannot take it the answer is 503 and the
 sender retries. Retries are safe: the run is created under an idempotency key taken
 from the alerts themselves, so a re-delivered webhook finds the run already made.
+With a journal (`journal=`), the 202 comes once the alert is committed to the
+journal instead, and its run is created as soon as Prefect can (_receiver_journal).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments._receiver_alerts import emit_alert_events, idempotency_key, summarize
 from deployments._receiver_definitions import describe, describe_all, require_definition, validate_named
+from deployments._receiver_dispatch import dispatch
 from deployments._receiver_http import ReceiverError, read_json
+from deployments._receiver_journal import QUEUED, Journal
 from deployments._receiver_prefect import create_run, prefect_client, reachable
 from nodes.ingest import HTTP_KEY
 
@@ -49,10 +53,28 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 class Accepted(BaseModel):
     """The flow run that will handle the alert (the existing one for a re-delivery)."""
 
-    flow_run_id: str = Field(description="Prefect flow run id.")
+    flow_run_id: str | None = Field(
+        description="Prefect flow run id; null while a journaled alert waits for its run."
+    )
     definition: str = Field(description="Definition (and deployment) name.")
     trace_id: str | None = Field(default=None, description="The run's trace id.")
     duplicate: bool = Field(default=False, description="True when this delivery found an existing run.")
+    delivery_id: str | None = Field(
+        default=None, description="With a journal: the delivery, for GET /deliveries/{id}."
+    )
+    queued: bool = Field(default=False, description="With a journal: the run is not created yet.")
+
+
+class Delivery(BaseModel):
+    """A journaled alert and what became of it."""
+
+    delivery_id: str
+    definition: str
+    trace_id: str
+    status: str = Field(description="queued (waiting for Prefect), created, or failed (refused by Prefect).")
+    flow_run_id: str | None = None
+    attempts: int = Field(description="Failed attempts to create the run so far.")
+    error: str | None = Field(default=None, description="Why the last attempt failed.")
 
 
 class ErrorBody(BaseModel):
@@ -76,7 +98,7 @@ class ExecuteRequest(BaseModel):
 _ERRORS = {
     400: "Bad JSON, or a body that is not a JSON object.",
     401: "Missing or wrong bearer token (when OPSFLOW_RECEIVER_TOKEN is set).",
-    404: "Unknown definition, or no deployment for it.",
+    404: "Unknown definition, or no deployment for it (or, for a delivery, no such delivery).",
     413: "Body over 1 MiB.",
     415: "Content-Type is not JSON.",
     502: "Prefect refused the flow run.",
@@ -102,11 +124,14 @@ def create_app(
     *,
     timeout: float = PREFECT_TIMEOUT_SECONDS,
     concurrency: int = CONCURRENT_RUNS,
+    journal: str | bool = False,
 ) -> FastAPI:
     """The receiver app; `api_url` overrides the configured Prefect API (tests, a second server).
 
     `timeout` bounds the Prefect calls of one request (waiting included); past it the
     sender is told 503. `concurrency` is how many flow runs are created at once.
+    `journal` (True: the incident store's database; or a database URL) answers alerts
+    once journaled and creates their runs in the background.
     Alert events go to the process's configured API whatever `api_url` says (Prefect's
     events worker is process-wide). The token is read from $OPSFLOW_RECEIVER_TOKEN now.
     """
@@ -117,7 +142,23 @@ def create_app(
         async with prefect_client(api_url) as client:
             app.state.prefect = client
             app.state.slots = asyncio.Semaphore(concurrency)
-            yield
+            app.state.journal = None
+            if not journal:
+                yield
+                return
+            app.state.journal = Journal(None if journal is True else journal)
+            workers = [
+                asyncio.create_task(app.state.journal.run_writer()),
+                asyncio.create_task(
+                    dispatch(app.state.journal, client, slots=app.state.slots, timeout=timeout)
+                ),
+            ]
+            try:
+                yield
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
 
     app = FastAPI(
         title="opsflow alert receiver",
@@ -221,9 +262,39 @@ def create_app(
         responses={503: {"description": "Prefect API unreachable."}},
     )
     async def healthz(request: Request) -> JSONResponse:
-        if await reachable(request.app.state.prefect, HEALTH_TIMEOUT_SECONDS):
-            return JSONResponse({"status": "ok", "prefect": "ok"})
-        return JSONResponse({"status": "unavailable", "prefect": "unreachable"}, status_code=503)
+        up = await reachable(request.app.state.prefect, HEALTH_TIMEOUT_SECONDS)
+        prefect = "ok" if up else "unreachable"
+        store = request.app.state.journal
+        if store is not None:  # alerts are still taken while Prefect is away
+            backlog = await asyncio.to_thread(store.backlog)
+            return JSONResponse({"status": "ok", "prefect": prefect, "journal_backlog": backlog})
+        if up:
+            return JSONResponse({"status": "ok", "prefect": prefect})
+        return JSONResponse({"status": "unavailable", "prefect": prefect}, status_code=503)
+
+    @app.get(
+        "/deliveries/{delivery_id}",
+        summary="A journaled alert: queued, or its flow run, or why Prefect refused it",
+        response_model=Delivery,
+        responses=_errors(401, 404),
+        dependencies=guarded,
+    )
+    async def delivery(request: Request, delivery_id: str) -> Delivery:
+        store = request.app.state.journal
+        if store is None:
+            raise ReceiverError(404, "this receiver has no journal (start it with --journal)")
+        entry = await asyncio.to_thread(store.get, delivery_id[:64])
+        if entry is None:
+            raise ReceiverError(404, f"no delivery {delivery_id[:64]!r} in the journal")
+        return Delivery(
+            delivery_id=entry.id,
+            definition=entry.definition,
+            trace_id=entry.trace_id,
+            status=entry.status,
+            flow_run_id=entry.flow_run_id,
+            attempts=entry.attempts,
+            error=entry.error,
+        )
 
     async def start(
         request: Request, name: str, payload: dict, extra: dict, *, always_key: bool, size: int
@@ -244,7 +315,23 @@ def create_app(
         trace_id = extra.get("trace_id") or uuid.uuid4().hex
         parameters = {"definition": name, "payload": payload, **extra, "trace_id": trace_id}
         state = request.app.state
-        run = await create_run(state.prefect, name, parameters, key, timeout, state.slots)
+        if state.journal is not None:
+            key = key or f"opsflow-receiver:{name}:new:{uuid.uuid4().hex}"  # no key: always a new run
+            entry = await state.journal.append(key, name, parameters)
+            return Accepted(
+                flow_run_id=entry.flow_run_id,
+                definition=name,
+                trace_id=entry.trace_id,
+                duplicate=entry.duplicate,
+                delivery_id=entry.id,
+                queued=entry.status == QUEUED,
+            )
+        try:
+            run = await create_run(state.prefect, name, parameters, key, timeout, state.slots)
+        except ReceiverError as exc:
+            if exc.status == 503:
+                log.warning("%s: answered 503 (the sender retries)", exc.message)
+            raise
         run_trace = (run.parameters or {}).get("trace_id")
         duplicate = run_trace != trace_id
         if not duplicate and summary.alerts:
@@ -290,9 +377,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "internal error (see the receiver's log)"}, status_code=500)
 
 
-def main(host: str = "127.0.0.1", port: int = 8080) -> None:
+def main(host: str = "127.0.0.1", port: int = 8080, journal: bool = False) -> None:
     """Serve the receiver until interrupted (the `pipeline receiver` command)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(journal=journal), host=host, port=port, log_level="info")

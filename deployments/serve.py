@@ -200,7 +200,7 @@ async def serve(
     await server.run()
 
 
-async def run_receiver(host: str, port: int, stopping: asyncio.Event) -> None:
+async def run_receiver(host: str, port: int, journal: bool, stopping: asyncio.Event) -> None:
     """The alert receiver in this event loop, stopped with the pipeline server."""
     import uvicorn
 
@@ -210,7 +210,7 @@ async def run_receiver(host: str, port: int, stopping: asyncio.Event) -> None:
         def capture_signals(self):  # the pipeline server owns SIGINT/SIGTERM
             return contextlib.nullcontext()
 
-    server = Embedded(uvicorn.Config(create_app(), host=host, port=port, log_level="warning"))
+    server = Embedded(uvicorn.Config(create_app(journal=journal), host=host, port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     await stopping.wait()
     server.should_exit = True

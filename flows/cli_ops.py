@@ -70,6 +70,12 @@ def logs(
         raise Exit(str(exc), code=1) from None
 
 
+_JOURNAL_HELP = (
+    "Answer alerts once written to a journal in the incident store's database, and create "
+    "their runs as fast as Prefect allows (for alert storms; the 202 then carries a delivery id)."
+)
+
+
 @app.command()
 def serve(
     poll: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between polls for due runs.")] = 0.5,
@@ -77,17 +83,19 @@ def serve(
     receiver: Annotated[bool, typer.Option("--receiver", help="Also run the alert receiver.")] = False,
     host: Annotated[str, typer.Option(help="Receiver address (with --receiver).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Receiver port (with --receiver).")] = 8080,
+    journal: Annotated[bool, typer.Option("--journal", help=_JOURNAL_HELP)] = False,
 ) -> None:
     """Serve every definition as a deployment (no work pool) and run its flow runs here."""
     from flows.runner import serve_from_cli
 
-    serve_from_cli(poll=poll, limit=limit, receiver=(host, port) if receiver else None)
+    serve_from_cli(poll=poll, limit=limit, receiver=(host, port, journal) if receiver else None)
 
 
 @app.command("receiver")
 def receiver_command(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
+    journal: Annotated[bool, typer.Option("--journal", help=_JOURNAL_HELP)] = False,
 ) -> None:
     """Run the alert webhook receiver: each alert becomes a flow run of its definition's deployment."""
     from flows.server import configured_api_url
@@ -102,7 +110,7 @@ def receiver_command(
         )
     from deployments.receiver import main as receiver_main
 
-    receiver_main(host=host, port=port)
+    receiver_main(host=host, port=port, journal=journal)
 
 
 @app.command()

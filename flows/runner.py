@@ -118,7 +118,7 @@ def list_runs(definition: str | None, limit: int) -> list[dict[str, Any]]:
     return with_api(lambda: asyncio.run(recent_runs(definition, limit)))
 
 
-def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int] | None) -> None:
+def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int, bool] | None) -> None:
     """`pipeline serve`: deployments served in this process until Ctrl-C or SIGTERM."""
     import signal
 
