@@ -1,23 +1,30 @@
 """Benchmark the intelligence node: prompt + local analysis on a large run, and the openai path's overhead.
 
-Run: .venv/bin/python bench/intelligence.py   (prints a Markdown table)
+Run: ./dev python bench/intelligence.py [--repeats 30]   (prints a Markdown table)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import statistics
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 
-from nodes.base import NodeContext, RunInfo
-from nodes.intelligence.local import Config as LocalConfig
-from nodes.intelligence.local import analyze
-from nodes.intelligence.node import Config, run
-from nodes.intelligence.prompt import build_prompt
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.report import Row, add_output_args, emit  # noqa: E402
+from nodes.base import NodeContext, RunInfo  # noqa: E402
+from nodes.intelligence.local import Config as LocalConfig  # noqa: E402
+from nodes.intelligence.local import analyze  # noqa: E402
+from nodes.intelligence.node import Config, run  # noqa: E402
+from nodes.intelligence.prompt import build_prompt  # noqa: E402
 
 REPEATS = 30
 
@@ -121,7 +128,7 @@ def small_context() -> NodeContext:
     return big_context(n_procs=5, n_alerts=3)
 
 
-def measure(fn, repeats: int = REPEATS) -> list[float]:
+def measure(fn, repeats: int) -> list[float]:
     fn()  # warm-up (imports, connection set-up code paths)
     times = []
     for _ in range(repeats):
@@ -137,50 +144,77 @@ def measure_once(fn) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def fmt(times: list[float]) -> str:
-    return f"{statistics.median(times):.2f} ms ({min(times):.2f}–{max(times):.2f})"
+def local_rows(repeats: int, n_procs: int, n_alerts: int) -> list[Row]:
+    ctx = big_context(n_procs, n_alerts)
+    size = f"{n_procs} processes, {n_alerts} alerts, 8k-token budget"
+    prompt_t = measure(lambda: build_prompt(ctx, max_input_tokens=8000), repeats)
+    local_t = measure(lambda: analyze(LocalConfig(), ctx), repeats)
+    both_t = measure(lambda: (build_prompt(ctx, max_input_tokens=8000), analyze(LocalConfig(), ctx)), repeats)
+    return [
+        Row(f"prompt build ({size})", "—", prompt_t, "ms"),
+        Row("local analysis (same context)", "—", local_t, "ms"),
+        Row(f"prompt build + local analysis ({size})", "≤ 20 ms", both_t, "ms", limit=20.0),
+    ]
+
+
+def openai_rows(repeats: int) -> list[Row]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        config = Config.model_validate({"provider": "openai", "base_url": base, "api_key": "sk-bench"})
+        small = small_context()
+        body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 2000}]})
+        # both sides reuse a pooled keep-alive connection, as the node does between calls;
+        # measured interleaved so machine load hits both alike
+        with httpx.Client() as bare_client:
+
+            def bare():
+                return bare_client.post(
+                    f"{base}/chat/completions", content=body, headers={"content-type": "application/json"}
+                ).json()
+
+            def node():
+                return run(config, small)
+
+            bare(), node()
+            bare_t, node_t = [], []
+            for _ in range(repeats):
+                bare_t.append(measure_once(bare))
+                node_t.append(measure_once(node))
+    finally:
+        server.shutdown()
+        server.server_close()
+    overhead = [n - b for n, b in zip(node_t, bare_t, strict=True)]
+    return [
+        Row(
+            "openai node run (prompt, SDK, call, validate) against a local fake answering at once",
+            "—",
+            node_t,
+            "ms",
+            baseline=bare_t,
+            baseline_name="direct httpx call",
+        ),
+        Row(
+            "openai path overhead beyond the HTTP round trip (paired, per call)",
+            "≤ 15 ms per call",
+            overhead,
+            "ms",
+            limit=15.0,
+        ),
+    ]
+
+
+def rows(repeats: int = REPEATS, n_procs: int = 500, n_alerts: int = 200) -> list[Row]:
+    return local_rows(repeats, n_procs, n_alerts) + openai_rows(repeats)
 
 
 def main() -> None:
-    ctx = big_context()
-    rows = []
-    prompt_t = measure(lambda: build_prompt(ctx, max_input_tokens=8000))
-    local_t = measure(lambda: analyze(LocalConfig(), ctx))
-    both_t = measure(lambda: (build_prompt(ctx, max_input_tokens=8000), analyze(LocalConfig(), ctx)))
-    rows.append(("prompt build (500 processes, 200 alerts, 8k budget)", "—", fmt(prompt_t)))
-    rows.append(("local analysis (same context)", "—", fmt(local_t)))
-    rows.append(("prompt build + local analysis", "<= 20 ms", fmt(both_t)))
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    config = Config.model_validate({"provider": "openai", "base_url": base, "api_key": "sk-bench"})
-    small = small_context()
-    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 2000}]})
-    # both sides reuse a pooled keep-alive connection, as the node does between calls;
-    # measured interleaved so machine load hits both alike
-    bare_client = httpx.Client()
-    bare = lambda: bare_client.post(  # noqa: E731
-        f"{base}/chat/completions", content=body, headers={"content-type": "application/json"}
-    ).json()
-    node = lambda: run(config, small)  # noqa: E731
-    bare(), node()
-    bare_t, node_t, overhead = [], [], []
-    for _ in range(REPEATS):
-        b = measure_once(bare)
-        n = measure_once(node)
-        bare_t.append(b)
-        node_t.append(n)
-        overhead.append(n - b)
-    rows.append(("bare httpx round trip (pooled connection)", "—", fmt(bare_t)))
-    rows.append(("openai node run (prompt, SDK, call, validate)", "—", fmt(node_t)))
-    rows.append(("openai path overhead beyond the round trip", "<= 15 ms", fmt(overhead)))
-    server.shutdown()
-
-    print(f"| figure | goal | measured median (min–max) over {REPEATS} repeats |")
-    print("| --- | --- | --- |")
-    for figure, goal, measured in rows:
-        print(f"| {figure} | {goal} | {measured} |")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    add_output_args(parser)
+    args = parser.parse_args()
+    emit(rows(args.repeats), args, "intelligence", f"{args.repeats} repeats each, after one warm-up call.")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Starts a local Prefect server, then `pipeline serve --receiver` with a definition
 ingest → context → local analysis → webhook notify pointed at a sink in this process,
 posts N distinct Alertmanager alerts one after another and times each until its
-notification reaches the sink. Prints a Markdown table.
+notification reaches the sink. Prefect's server runs on SQLite, or on a fresh
+PostgreSQL database (created and dropped) with --postgres.
+Usage: ./dev python bench/latency.py [--alerts 50] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import socket
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,13 +23,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
+from bench.report import Row, add_output_args, emit  # noqa: E402
+from bench.servers import free_port, prefect_server  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+RETRIES_ON_503 = 10
 
 
 class Sink:
@@ -111,57 +111,22 @@ def alert(key: str) -> dict:
     }
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def measure(work: Path, alerts: int) -> tuple[list[float], int]:
+    """Latencies (seconds; inf for a notification that never came) and the 503s the sender retried.
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=50)
-    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server for Prefect's database")
-    args = parser.parse_args()
+    Runs against the Prefect API this process's environment points at.
+    """
     import httpx
 
-    work = Path(tempfile.mkdtemp(prefix="opsflow-latency-"))
-    os.environ["PREFECT_HOME"] = str(work / "prefect")
-    os.environ["OPSFLOW_DATABASE_URL"] = f"sqlite:///{work / 'incidents.db'}"
-    os.environ.pop("PREFECT_API_URL", None)
-    if args.postgres:
-        import psycopg
-
-        name = f"opsflow_latency_{os.getpid()}"
-        with psycopg.connect(args.postgres, autocommit=True) as conn:
-            conn.execute(f'create database "{name}"')
-        base = args.postgres.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"{base}/{name}"
-    from flows.server import start_local_server
-    from flows.settings import apply_prefect_defaults
-
-    apply_prefect_defaults()
-    server = start_local_server()
     sink = Sink()
     (work / "definitions").mkdir()
     (work / "definitions" / "latency.json").write_text(json.dumps(definition(sink.url)))
     port = free_port()
     env = {**os.environ, "OPSFLOW_DEFINITIONS_DIR": str(work / "definitions")}
-    serve = None
+    command = [str(Path(sys.executable).parent / "pipeline"), "serve", "--receiver", "--port", str(port)]
+    with open(work / "serve.log", "w") as log:
+        serve = subprocess.Popen([*command, "--poll", "0.2"], env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        server.wait_ready()
-        serve = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "pipeline"),
-                "serve",
-                "--receiver",
-                "--port",
-                str(port),
-                "--poll",
-                "0.2",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "serve.log", "w"),  # noqa: SIM115 - lives as long as the process
-        )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -171,10 +136,11 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.3)
         refused = 0
+        latencies = []
         # one warm-up alert: the serving process imports the node modules on its first run
-        for key in ["LATWARMUP", *[f"LAT{i:04d}" for i in range(args.alerts)]]:
+        for key in ["LATWARMUP", *[f"LAT{i:04d}" for i in range(alerts)]]:
             started = time.perf_counter()
-            for _ in range(10):  # like Alertmanager: a 503 is retried
+            for _ in range(RETRIES_ON_503):  # like Alertmanager: a 503 is retried
                 response = httpx.post(f"{url}/pipeline?definition=latency", json=alert(key), timeout=30)
                 if response.status_code != 503:
                     break
@@ -183,26 +149,44 @@ def main() -> None:
             assert response.status_code == 202, response.text
             arrived = sink.wait_for(key, timeout=60)
             if key != "LATWARMUP":
-                sink.arrived[key] = (arrived - started) if arrived else float("inf")
-        latencies = [sink.arrived[f"LAT{i:04d}"] for i in range(args.alerts)]
-        lost = sum(1 for v in latencies if v == float("inf"))
-        done = [v for v in latencies if v != float("inf")]
-        print("| figure | goal | measured |")
-        print("| --- | --- | --- |")
-        p50, p95 = pct(done, 0.5), pct(done, 0.95)
-        print(f"| alert POST → notification at sink, p50 ({len(done)} alerts) | ≤ 1.0 s | {p50:.3f} s |")
-        print(f"| same, p95 | ≤ 2.0 s | {p95:.3f} s |")
-        spread = f"{min(done):.3f} – {max(done):.3f} s (mean {statistics.mean(done):.3f})"
-        print(f"| same, min – max | — | {spread} |")
-        print(f"| notifications never received | 0 | {lost} |")
-        print(f"| 503 answers retried by the sender | — | {refused} |")
-        print(f"| Prefect server database | — | {'PostgreSQL' if args.postgres else 'SQLite'} |")
-        print(f"\nMachine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}")
+                latencies.append((arrived - started) if arrived else float("inf"))
+        return latencies, refused
     finally:
-        if serve is not None:
-            serve.terminate()
-            serve.wait(timeout=30)
-        server.stop()
+        serve.terminate()
+        serve.wait(timeout=30)
+        sink.server.shutdown()
+        sink.server.server_close()
+
+
+def rows(alerts: int = 50, postgres: str | None = None) -> list[Row]:
+    """Must run in a process that has not imported Prefect (the server's settings are set here)."""
+    work = Path(tempfile.mkdtemp(prefix="opsflow-latency-"))
+    os.environ["OPSFLOW_DATABASE_URL"] = f"sqlite:///{work / 'incidents.db'}"
+    try:
+        with prefect_server(work, postgres, "opsflow_bench_latency"):
+            latencies, refused = measure(work, alerts)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    done = [v for v in latencies if v != float("inf")]
+    where = (
+        f"alert POST → notification at a local sink (`pipeline serve --receiver`, {alerts} alerts in turn, "
+        f"Prefect on {'PostgreSQL' if postgres else 'SQLite'})"
+    )
+    return [
+        Row(f"{where}: p50", "≤ 1.0 s", done, "s", limit=1.0),
+        Row(f"{where}: p95", "≤ 2.0 s", done, "s", limit=2.0, q=0.95),
+        Row(f"{where}: never notified", "0", [float(len(latencies) - len(done))], "", limit=0.0),
+        Row(f"{where}: 503s retried by the sender", "—", [float(refused)], ""),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=50)
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server for Prefect's database")
+    add_output_args(parser)
+    args = parser.parse_args()
+    emit(rows(args.alerts, args.postgres), args, "latency")
 
 
 if __name__ == "__main__":
