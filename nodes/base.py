@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NodeContext", "RedactingLogger", "RunInfo", "Secrets"]
+__all__ = ["NodeContext", "RedactingLogger", "RunInfo", "Secrets", "typed_in_secrets", "used_forms"]
 
 REDACTED = "***"
 
@@ -16,15 +16,20 @@ class Secrets:
     """The secret values resolved during one run, so that any text can be scrubbed of them.
 
     Values shorter than 4 characters are not tracked: replacing them would mangle
-    ordinary text and they protect nothing.
+    ordinary text and they protect nothing. With each value go the forms it takes
+    once used (see `used_forms`), since an upstream error may echo any of them.
     """
 
     def __init__(self, values: set[str] | None = None):
-        self._values: set[str] = {v for v in (values or set()) if len(v) >= 4}
+        self._values: set[str] = set()
+        self._forms: set[str] = set()
+        for value in values or ():
+            self.add(value)
 
     def add(self, value: str) -> None:
         if isinstance(value, str) and len(value) >= 4:
             self._values.add(value)
+            self._forms.update(used_forms(value))
 
     def __contains__(self, value: object) -> bool:
         return value in self._values
@@ -38,7 +43,7 @@ class Secrets:
             return value
         if isinstance(value, str):
             # longest first, so a secret containing another is replaced whole
-            for secret in sorted(self._values, key=len, reverse=True):
+            for secret in sorted(self._values | self._forms, key=len, reverse=True):
                 if secret in value:
                     value = value.replace(secret, REDACTED)
             return value
@@ -47,6 +52,68 @@ class Secrets:
         if isinstance(value, list | tuple):
             return [self.redact(v) for v in value]
         return value
+
+
+# a URL's path or query shorter than this (`/v1`, `/api`) is no credential worth a *** everywhere
+_MIN_URL_PART = 8
+
+
+def used_forms(value: str) -> set[str]:
+    """How a secret reads once sent: JSON-escaped, URL-encoded, and for a URL the parts a server
+    echoes back in its errors (path, query, userinfo password, the Basic header made of it).
+
+    A webhook URL is a secret because of its path; a server answering `Cannot POST /hooks/T0/B0/XYZ`
+    would otherwise put the credential into the node's error, logs and results.
+    """
+    import base64
+    import json
+    from urllib.parse import quote, unquote, urlsplit
+
+    forms = {json.dumps(value)[1:-1], quote(value, safe="")}
+    if "://" in value:
+        try:
+            parts = urlsplit(value.strip())
+            password = parts.password
+        except ValueError:
+            parts, password = None, None
+        if parts is not None and parts.scheme in ("http", "https") and parts.netloc:
+            tail = parts.path + (f"?{parts.query}" if parts.query else "")
+            forms.update(p for p in (parts.path, parts.query, tail) if len(p) >= _MIN_URL_PART)
+            if password:
+                user, password = unquote(parts.username or ""), unquote(password)
+                forms.add(password)
+                forms.add(base64.b64encode(f"{user}:{password}".encode()).decode())
+    return {form for form in forms if form != value and len(form) >= 4}
+
+
+def typed_in_secrets(model: Any) -> set[str]:
+    """The value of every `SecretStr` in a validated config: its fields, nested models (private
+    ones too, where the notify and intelligence configs keep driver settings), dicts and lists.
+
+    A key typed into a definition is as secret as a `${...}` one, so whatever shows a
+    definition's config (describe, dry-run, the receiver's GET) can mask these values as well.
+    """
+    from pydantic import BaseModel, SecretStr
+
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            found.add(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+            for private in (value.__pydantic_private__ or {}).values():
+                walk(private)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(model)
+    return {value for value in found if value}
 
 
 class RedactingLogger(logging.LoggerAdapter):
