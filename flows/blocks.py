@@ -201,7 +201,18 @@ def block_definition_for(ref: str, *, source: Literal["auto", "file", "block"] =
 
             if not configured_api_url():
                 return None
-    pipeline = load_block_definition(name)
+    try:
+        pipeline = load_block_definition(name)
+    except DefinitionError:
+        raise
+    except OpsflowError as exc:
+        if explicit or source == "block":
+            raise
+        # a name with no file: the answer is still "not found", with why blocks were not checked
+        raise DefinitionError(
+            f"Pipeline definition not found: {name} (no {definitions_dir() / f'{name}.json'}; "
+            f"Prefect definition blocks were not checked: {exc})"
+        ) from None
     if pipeline is None and (explicit or source == "block"):
         raise DefinitionError(f"Pipeline definition not found: block {name}")
     return pipeline

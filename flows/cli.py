@@ -258,4 +258,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
-    main()
+    # `python -m flows.cli`: the commands of flows.cli_ops register on the imported module's
+    # app, not on this __main__ copy, so run the imported one
+    from flows.cli import main as imported_main
+
+    imported_main()

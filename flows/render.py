@@ -26,6 +26,22 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def shown_config(node_type: str, config: dict[str, Any], *, references: bool = False) -> Any:
+    """A node's config as shown to people: keys typed in as text masked, and `${...}`
+    references too unless `references` (they name a secret; they do not hold it)."""
+    from nodes.base import Secrets, typed_in_secrets
+    from nodes.errors import OpsflowError
+    from nodes.runtime import validate_config
+
+    shown = config if references else mask_references(config)
+    try:
+        typed = typed_in_secrets(validate_config(node_type, config))
+    except OpsflowError:  # an invalid config is reported by validation, with its fields named
+        return shown
+    typed = {value for value in typed if "${" not in value}
+    return Secrets(typed).redact(shown) if typed else shown
+
+
 def describe_lines(pipeline: Pipeline, *, skipped: dict[str, str] | None = None) -> list[str]:
     """The node list shared by `describe` and dry-run."""
     lines = [
@@ -45,7 +61,7 @@ def describe_lines(pipeline: Pipeline, *, skipped: dict[str, str] | None = None)
         if node.description:
             lines.append(f"     {node.description}")
         if node.config:
-            lines.append(f"     config: {_short(mask_references(node.config), 200)}")
+            lines.append(f"     config: {_short(shown_config(node.type, node.config), 200)}")
         if node.when:
             lines.append(f"     when: {node.when}")
         if node.skip_if_errors:

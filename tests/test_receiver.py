@@ -496,3 +496,34 @@ def test_openapi_describes_every_route(http):
     execute_body = spec["paths"]["/definitions/{name}/execute"]["post"]["requestBody"]
     schema = execute_body["content"]["application/json"]["schema"]
     assert {"payload", "source", "trace_id", "environment", "incident_id"} <= set(schema["properties"])
+
+
+def test_definition_detail_masks_keys_typed_into_a_config_and_keeps_references(
+    deployments, tmp_path, monkeypatch
+):
+    from fastapi.testclient import TestClient
+
+    from deployments.receiver import create_app
+
+    typed = "https://hooks.slack.com/services/T0TYPED/B0TYPED/typedInSecret7f3a9c"
+    definition = {
+        "name": "typed",
+        "version": "1.0",
+        "nodes": [
+            {"id": "a", "type": "notify", "config": {"driver": "slack", "webhook_url": typed}, "next": ["b"]},
+            {
+                "id": "b",
+                "type": "notify",
+                "config": {"driver": "slack", "webhook_url": "${SLACK_WEBHOOK_URL}"},
+            },
+        ],
+    }
+    (tmp_path / "typed.json").write_text(json.dumps(definition))
+    monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
+    with TestClient(create_app(timeout=60)) as client:
+        detail = client.get("/definitions/typed")
+    assert detail.status_code == 200, detail.text
+    nodes = detail.json()["definition"]["nodes"]
+    assert nodes[0]["config"]["webhook_url"] == "***"
+    assert nodes[1]["config"]["webhook_url"] == "${SLACK_WEBHOOK_URL}"  # a name, not a secret
+    assert "typedInSecret7f3a9c" not in detail.text and "T0TYPED" not in detail.text

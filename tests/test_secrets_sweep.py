@@ -279,11 +279,6 @@ def test_no_secret_in_output_logs_artifacts_results_or_store(sweep):
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/render.py describe_lines prints a node's config with only ${...} masked: "
-    "values typed into SecretStr fields show in describe and dry-run (nodes.base.typed_in_secrets)",
-)
 def test_no_typed_in_secret_in_dry_runs(sweep):
     typed = [s for s in sweep.secrets if s.name in TYPED_IN]
     found = leaks(surfaces_of(sweep, dry_runs=True), typed)
