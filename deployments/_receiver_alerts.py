@@ -47,6 +47,9 @@ def summarize(payload: dict[str, Any]) -> Summary:
         parsed = get_format(name).parse(body)
     except OpsflowError as exc:
         return Summary(problem=str(exc))
+    except Exception as exc:  # a format's bug must not cost the alert: the flow run's ingest node shows it
+        log.exception("cannot summarize the payload; it is accepted without its alerts")
+        return Summary(problem=f"the payload could not be read ({type(exc).__name__})")
     return Summary(format=name, group_key=parsed.group_key, alerts=parsed.alerts)
 
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from starlette.requests import Request
 
-__all__ = ["MAX_BODY_BYTES", "ReceiverError", "is_json", "read_json"]
+__all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "ReceiverError", "is_json", "read_json"]
 
 MAX_BODY_BYTES = 1024 * 1024
+# Prefect walks a run's parameters recursively and fails a few hundred levels down;
+# real alert payloads are under ten levels deep
+MAX_DEPTH = 64
+
+# a `\uD800`-`\uDFFF` escape: JSON allows it, but alone it is no character and cannot be stored or sent on
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class ReceiverError(Exception):
@@ -36,10 +44,11 @@ async def read_json(request: Request, *, allow_empty: bool = False) -> tuple[str
     """
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):  # not "²": str.isdigit takes it
             raise ReceiverError(400, f"Content-Length is not a number: {declared[:32]!r}")
-        if int(declared) > MAX_BODY_BYTES:
-            raise ReceiverError(413, f"body of {int(declared)} bytes is over the limit of {MAX_BODY_BYTES}")
+        digits = declared.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES:
+            raise ReceiverError(413, f"body of {digits[:32]} bytes is over the limit of {MAX_BODY_BYTES}")
     typed = is_json(request.headers.get("content-type"))
     if not typed and not allow_empty:
         raise _not_json(request)
@@ -62,13 +71,22 @@ async def read_json(request: Request, *, allow_empty: bool = False) -> tuple[str
     except UnicodeDecodeError as exc:
         raise ReceiverError(400, f"the body is not UTF-8 text (byte {exc.start})") from None
     try:
-        return text, json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(value):
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except json.JSONDecodeError as exc:
         raise ReceiverError(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeEncodeError:
+        raise ReceiverError(
+            400, "invalid JSON: a \\u escape is half a surrogate pair, not a character"
+        ) from None
     except ValueError as exc:
         raise ReceiverError(400, f"invalid JSON: {exc}") from None
     except RecursionError:
         raise ReceiverError(400, "invalid JSON: nested too deeply") from None
+    return text, value
 
 
 def _not_json(request: Request) -> ReceiverError:
@@ -78,3 +96,23 @@ def _not_json(request: Request) -> ReceiverError:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether arrays and objects nest more than MAX_DEPTH levels (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _finite_float(number: str) -> float:
+    """A JSON number as a float; one past a double's range (1e400) would become Infinity."""
+    value = float(number)
+    if math.isinf(value):
+        raise ValueError(f"the number {number[:32]} is out of range")
+    return value

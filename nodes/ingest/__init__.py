@@ -48,6 +48,14 @@ def detect_format(payload: Any) -> str:
     for name in FORMATS:
         if get_format(name).detect(payload):
             return name
-    keys = ", ".join(sorted(str(k) for k in payload if k != HTTP_KEY)[:20]) or "none"
+    keys = ", ".join(sorted(_shown(k) for k in payload if k != HTTP_KEY)[:20]) or "none"
     expected = "; ".join(f"{name}: {get_format(name).SHAPE}" for name in FORMATS)
     raise IngestError(f"cannot detect the alert format (payload keys: {keys}); expected one of: {expected}")
+
+
+def _shown(key: Any) -> str:
+    """A payload key fit for a message: short, and escaped unless printable (no NUL, no lone surrogate)."""
+    text = str(key)
+    if len(text) > 40:
+        text = text[:40] + "…"
+    return text if text.isprintable() else repr(text)[1:-1]

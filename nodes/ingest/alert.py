@@ -166,10 +166,13 @@ def timestamp(value: Any, where: str) -> str | None:
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
+        digits = value.strip()
+        if len(digits) > 20:  # past any clock, and int() refuses over 4,300 digits
+            return None
+        value = int(digits)
     if isinstance(value, int | float):
-        seconds = value / 1000 if value > 100_000_000_000 else value
         try:
+            seconds = value / 1000 if value > 100_000_000_000 else value
             moment = datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
             return None
