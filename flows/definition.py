@@ -188,12 +188,20 @@ def list_definitions(directory: Path | None = None) -> list[Path]:
 
 
 def find_definition(name: str) -> Path:
-    """The file of definition `name`; DefinitionError if there is none."""
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise DefinitionError(f"Pipeline definition not found: {name}")
+    """The file of definition `name`; DefinitionError if there is none.
+
+    A name is never a path, nor `schema` (the JSON Schema beside the definitions); a
+    name too long to be a file name is simply not found.
+    """
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name == "schema":
+        raise DefinitionError(f"Pipeline definition not found: {name[:200]}")
     path = definitions_dir() / f"{name}.json"
-    if not path.is_file():
-        raise DefinitionError(f"Pipeline definition not found: {name}")
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # too long for the file system, or a NUL in the name
+        found = False
+    if not found:
+        raise DefinitionError(f"Pipeline definition not found: {name[:200]}")
     return path
 
 
