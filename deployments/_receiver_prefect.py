@@ -102,6 +102,8 @@ async def create_run(
         ) from None
     except (httpx.TransportError, OSError) as exc:
         raise _unavailable(type(exc).__name__) from None
+    except (ValueError, RecursionError) as exc:  # read_json refuses these first; a backstop
+        raise ReceiverError(400, f"the payload cannot be sent to Prefect ({type(exc).__name__})") from None
 
 
 async def reachable(client, timeout: float) -> bool:
