@@ -187,6 +187,21 @@ class PipelineServer:
             )
 
 
+async def _watch_for_crashes() -> None:
+    """The automation that ends runs Crashed when this process dies mid-run (flows.crashes)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.crashes import ensure_crash_automation
+
+    try:
+        async with get_client() as client:
+            done = await ensure_crash_automation(client)
+    except Exception as exc:  # noqa: BLE001 - serving goes on; the runs just lack the safety net
+        log.warning("could not set up crash detection (runs of a killed process stay Running): %s", exc)
+        return
+    log.info("crash detection automation %s", done)
+
+
 async def serve(
     *, poll_seconds: float = 0.5, limit: int = 16, names: list[str] | None = None, on_ready=None
 ) -> None:
@@ -194,6 +209,7 @@ async def serve(
     registered = await register_deployments(names)
     if not registered:
         raise DefinitionError("No valid definitions to serve")
+    await _watch_for_crashes()
     server = PipelineServer(list(registered), poll_seconds=poll_seconds, limit=limit)
     if on_ready is not None:
         on_ready(registered, server)

@@ -31,7 +31,7 @@ SENDERS = 48  # deliveries in flight at once, as from many Alertmanager groups
 class PrefectServer:
     """`prefect server start` on a fixed port, in its own process group so a kill takes all of it."""
 
-    def __init__(self, database_url: str, home: Path) -> None:
+    def __init__(self, database_url: str | None, home: Path, *, services: bool = False) -> None:
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
@@ -39,8 +39,12 @@ class PrefectServer:
             PREFECT_HOME=str(home),
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_ENABLED="false",
-            PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url.replace("+psycopg", "+asyncpg"),
         )
+        if database_url:
+            self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url.replace("+psycopg", "+asyncpg")
+        if services:  # proactive automations checked every second, not every 5
+            self.env["PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY"] = "PT1S"
+        self.services = services
         self.log = home.parent / "prefect-server.log"
         self.process: subprocess.Popen | None = None
 
@@ -57,7 +61,8 @@ class PrefectServer:
                         "--port",
                         str(self.port),
                     ),
-                    "--no-services",  # no run executes here: only run creation is under test
+                    # without services when no run executes here: only run creation is under test
+                    *([] if self.services else ["--no-services"]),
                 ],
                 env=self.env,
                 stdout=log,
