@@ -6,8 +6,10 @@ with --postgres) and the receiver (uvicorn, its own process) are started; the
 are sent open-loop, evenly over `--seconds` (the goal: 5,000 over 10 s). Every 202's
 flow run id is then looked up in Prefect: one missing is a lost alert. A 503 is not a
 loss (the sender retries) but is not accepted either. Profile rows show where a
-request's time goes.
+request's time goes. With --journal the receiver answers once an alert is journaled;
+each burst then waits until the dispatcher has created every run before counting.
 Usage: ./dev python bench/receiver.py [--alerts 5000] [--seconds 10] [--repeats 5] [--postgres URL]
+       [--journal]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.report import Row, add_output_args, emit  # noqa: E402
+from bench.sender import send_open_loop  # noqa: E402
 from bench.servers import free_port, prefect_server  # noqa: E402
 
 GOAL_RATE = 500.0
@@ -55,10 +58,15 @@ def payload(name: str) -> dict:
     }
 
 
-def start_receiver(api_url: str, concurrency: int | None) -> tuple[subprocess.Popen, str]:
+def start_receiver(
+    api_url: str, concurrency: int | None, journal: Path | None = None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PREFECT_API_URL": api_url}
     options = "" if concurrency is None else f", concurrency={concurrency}"
+    if journal is not None:
+        env["OPSFLOW_DATABASE_URL"] = f"sqlite:///{journal}"
+        options += ", journal=True"
     code = (
         "import uvicorn; from deployments.receiver import create_app; "
         f"uvicorn.run(create_app({api_url!r}{options}), host='127.0.0.1', port={port}, "
@@ -80,45 +88,47 @@ def start_receiver(api_url: str, concurrency: int | None) -> tuple[subprocess.Po
     raise RuntimeError("the receiver did not become healthy")
 
 
-async def burst(url: str, count: int, seconds: float, tag: str) -> dict:
-    """Send `count` alerts open-loop over `seconds`; statuses, latencies and accepted run ids."""
+def burst(url: str, count: int, seconds: float, tag: str) -> dict:
+    """Send `count` alerts open-loop over `seconds`; statuses, latencies and accepted ids
+    (flow run ids, or delivery ids from a journal)."""
+    import json
+
     import httpx
 
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-    results: list[tuple[int, float, str | None, float]] = []
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-
-        async def send(i: int, at: float) -> None:
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            started = time.perf_counter()
-            try:
-                response = await client.post("/pipeline", json=payload(f"Bench{tag}x{i}"))
-                status = response.status_code
-                run_id = response.json().get("flow_run_id") if status == 202 else None
-            except httpx.HTTPError:
-                status, run_id = 0, None
-            answered = time.perf_counter()
-            results.append((status, answered - started, run_id, answered))
-
-        t0 = time.perf_counter() + 0.5
-        await asyncio.gather(*(send(i, t0 + i * seconds / count) for i in range(count)))
-        drain = time.perf_counter() - t0 - seconds
-    latencies = sorted(r[1] for r in results)
-    accepted = [r[2] for r in results if r[0] == 202]
+    address = httpx.URL(url)
+    bodies = [json.dumps(payload(f"Bench{tag}x{i}")).encode() for i in range(count)]
+    answers, t0 = asyncio.run(send_open_loop(address.host, address.port, "/pipeline", bodies, seconds))
+    latencies = sorted(a.latency for a in answers)
+    accepted = [a.body.get("delivery_id") or a.body.get("flow_run_id") for a in answers if a.status == 202]
     # Accepted per second of the offered window, counting only 202s answered by its end plus
     # the p99 goal: at an offered rate equal to the goal, keeping up is exactly meeting it
     # (accepted / wall time could never reach it), and a receiver that falls behind scores
     # only what it answered in time.
-    in_time = sum(1 for r in results if r[0] == 202 and r[3] <= t0 + seconds + GOAL_P99_MS / 1000)
+    in_time = sum(
+        1 for a in answers if a.status == 202 and a.answered_at <= t0 + seconds + GOAL_P99_MS / 1000
+    )
     return {
         "accepted": accepted,
         "rate": in_time / seconds,
-        "drain": drain,
+        "drain": max(a.answered_at for a in answers) - t0 - seconds,
         "p50": latencies[len(latencies) // 2] * 1000,
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "unavailable": sum(1 for r in results if r[0] == 503),
-        "other": sum(1 for r in results if r[0] not in (202, 503)),
+        "unavailable": sum(1 for a in answers if a.status == 503),
+        "other": sum(1 for a in answers if a.status not in (202, 503)),
     }
+
+
+def journaled_runs(url: str, delivery_ids: list[str], timeout: float = 900) -> tuple[list[str], float]:
+    """Wait until the journal's dispatcher has created every run; the run ids and the seconds it took."""
+    import httpx
+
+    started = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while client.get("/healthz").json()["journal_backlog"] and time.perf_counter() - started < timeout:
+            time.sleep(0.5)
+        waited = time.perf_counter() - started
+        found = [client.get(f"/deliveries/{i}").json().get("flow_run_id") for i in delivery_ids]
+    return [run for run in found if run], waited
 
 
 async def missing_runs(run_ids: list[str]) -> int:
@@ -166,7 +176,7 @@ async def profile(deployment_id, samples: int = 20) -> dict:
 
 
 def bursts(
-    api_url: str, alerts: int, seconds: float, repeats: int, concurrency: int | None
+    api_url: str, alerts: int, seconds: float, repeats: int, concurrency: int | None, journal: Path | None
 ) -> tuple[list, dict]:
     """Deploy alert-triage, start the receiver, send the bursts; per-burst results and the profile."""
     from flows.pipeline import run_pipeline
@@ -178,12 +188,15 @@ def bursts(
         return await deployment.apply()
 
     deployment_id = asyncio.run(deploy())
-    receiver, url = start_receiver(api_url, concurrency)
+    receiver, url = start_receiver(api_url, concurrency, journal)
     try:
         results = []
         for repeat in range(repeats):
-            result = asyncio.run(burst(url, alerts, seconds, f"{repeat}{uuid.uuid4().hex[:6]}"))
-            result["lost"] = asyncio.run(missing_runs(result["accepted"]))
+            result = burst(url, alerts, seconds, f"{repeat}{uuid.uuid4().hex[:6]}")
+            runs = result["accepted"]
+            if journal is not None:
+                runs, result["created_in"] = journaled_runs(url, result["accepted"])
+            result["lost"] = len(result["accepted"]) - len(runs) + asyncio.run(missing_runs(runs))
             results.append(result)
             print(
                 f"# receiver burst {repeat + 1}/{repeats}: {len(result['accepted'])}/{alerts} accepted, "
@@ -203,25 +216,28 @@ def rows(
     repeats: int = 5,
     concurrency: int | None = None,
     postgres: str | None = None,
+    journal: bool = False,
 ) -> list[Row]:
     """Must run in a process that has not imported Prefect yet (its server settings are set here)."""
     work = Path(tempfile.mkdtemp(prefix="opsflow-bench-receiver-"))
     os.environ.pop("OPSFLOW_RECEIVER_TOKEN", None)
     try:
         with prefect_server(work, postgres, "opsflow_bench_receiver") as api_url:
-            results, prof = bursts(api_url, alerts, seconds, repeats, concurrency)
+            journal_file = work / "journal.db" if journal else None
+            results, prof = bursts(api_url, alerts, seconds, repeats, concurrency, journal_file)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     database = f"Prefect on {'PostgreSQL' if postgres else 'SQLite'}"
-    where = f"{alerts:,} alerts over {seconds:g} s, {database}"
+    mode = "journal" if journal else "direct"
+    where = f"{mode}, {alerts:,} alerts over {seconds:g} s, {database}"
     setting = "the receiver's default concurrency" if concurrency is None else f"concurrency {concurrency}"
     drain = statistics.median(r["drain"] for r in results)
 
     def counts(key: str) -> list[float]:
         return [float(r[key]) for r in results]
 
-    return [
+    made = [
         Row(
             f"receiver burst ({where}, {setting}): accepted alerts/s",
             f"≥ {GOAL_RATE:.0f}/s accepted",
@@ -262,6 +278,17 @@ def rows(
             "",
             limit=0.0,
         ),
+    ]
+    if journal:
+        made.append(
+            Row(
+                f"receiver burst ({where}): seconds after the burst until every run was created",
+                "— (Prefect's pace)",
+                counts("created_in"),
+                "s",
+            )
+        )
+    return made + [
         Row("receiver profile: parse + idempotency key, in process", "—", prof["parse"], "ms"),
         Row(
             f"receiver profile: Prefect read deployment, sequential ({database})",
@@ -291,9 +318,14 @@ def main() -> None:
         help="admin URL of a PostgreSQL server for Prefect's database (default: SQLite); "
         "a fresh database is created and dropped",
     )
+    parser.add_argument(
+        "--journal",
+        action="store_true",
+        help="run the receiver with its journal (pipeline receiver --journal)",
+    )
     add_output_args(parser)
     args = parser.parse_args()
-    made = rows(args.alerts, args.seconds, args.repeats, args.concurrency, args.postgres)
+    made = rows(args.alerts, args.seconds, args.repeats, args.concurrency, args.postgres, args.journal)
     emit(made, args, "receiver", f"{args.repeats} bursts; {os.cpu_count()} CPUs.")
 
 

@@ -133,7 +133,7 @@ def test_bench_run_covers_every_bench_module_and_imports_have_no_side_effects():
         path.stem for path in BENCH.glob("*.py") if "def rows(" in path.read_text() and path.stem != "suite"
     }
     planned = [name for name, _ in suite.plan("postgresql://u:secret@127.0.0.1:5432/postgres")]
-    assert sorted(planned) == sorted(with_rows)
+    assert set(planned) == with_rows  # receiver runs twice: direct, then with its journal
     for name in planned:
         module = importlib.import_module(f"bench.{name}")
         assert callable(module.rows) and callable(module.main)
