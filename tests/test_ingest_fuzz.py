@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 
 import pytest
+from fuzz_settings import FEW, MANY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,13 +27,6 @@ from nodes.ingest.alert import MAX_NAME, SEVERITIES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-MANY = settings(
-    max_examples=10_000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-    database=None,
-)
-FEW = settings(MANY, max_examples=300)
 
 SEEDS = {
     "alertmanager": [

@@ -27,7 +27,8 @@ from urllib.parse import parse_qsl, quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_settings import FEW, MANY
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from test_ingest_fuzz import FORMATS, JUNK, TEXT, mutated
@@ -37,13 +38,6 @@ from deployments.receiver import ExecuteRequest, create_app
 
 pytestmark = pytest.mark.timeout(300)
 
-MANY = settings(
-    max_examples=10_000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-    database=None,
-)
-FEW = settings(MANY, max_examples=300)
 
 TOKEN = "fuzz-t0ken-8e2b4f6a"
 ROOT = Path(__file__).resolve().parent.parent
