@@ -31,6 +31,7 @@ from deployments._receiver_dispatch import dispatch
 from deployments._receiver_http import ReceiverError, read_json
 from deployments._receiver_journal import QUEUED, Journal
 from deployments._receiver_prefect import create_run, prefect_client, reachable
+from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY
 
 __all__ = ["DEFAULT_DEFINITION", "create_app", "main"]
@@ -266,7 +267,12 @@ def create_app(
         prefect = "ok" if up else "unreachable"
         store = request.app.state.journal
         if store is not None:  # alerts are still taken while Prefect is away
-            backlog = await asyncio.to_thread(store.backlog)
+            try:
+                backlog = await asyncio.to_thread(store.backlog)
+            except OpsflowError as exc:
+                log.error("receiver journal: %s", exc)
+                body = {"status": "unavailable", "prefect": prefect, "journal": "unreachable"}
+                return JSONResponse(body, status_code=503)
             return JSONResponse({"status": "ok", "prefect": prefect, "journal_backlog": backlog})
         if up:
             return JSONResponse({"status": "ok", "prefect": prefect})

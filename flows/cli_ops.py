@@ -108,6 +108,14 @@ def receiver_command(
             "The receiver needs a Prefect server: set PREFECT_API_URL (e.g. of `prefect server start`), "
             "or run `pipeline serve --receiver` to serve the deployments and the receiver together"
         )
+    if journal:  # a journal that cannot be opened is said here, not in a startup traceback
+        from deployments._receiver_journal import Journal
+        from nodes.errors import OpsflowError
+
+        try:
+            Journal()
+        except OpsflowError as exc:
+            raise Exit(f"Cannot open the receiver journal: {exc}") from None
     from deployments.receiver import main as receiver_main
 
     receiver_main(host=host, port=port, journal=journal)

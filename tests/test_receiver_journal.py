@@ -196,3 +196,28 @@ def test_receivers_sharing_a_postgresql_journal_keep_one_entry_per_key_and_never
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(claims["a"] + claims["b"]) == sorted(keys)  # every entry once, none twice
+
+
+def test_a_journal_that_cannot_be_opened_is_a_clear_error_not_a_traceback(
+    free_port_url="http://127.0.0.1:9/api",
+):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "OPSFLOW_DATABASE_URL": "postgresql://nobody:s3cretpw@127.0.0.1:1/journal",
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",  # never reached
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "receiver", "--journal"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("Cannot open the receiver journal: incident store (postgresql")
+    assert "Connection refused" in done.stderr
+    assert "Traceback" not in done.stderr and "s3cretpw" not in done.stderr
