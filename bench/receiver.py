@@ -68,9 +68,9 @@ def start_receiver(
         env["OPSFLOW_DATABASE_URL"] = f"sqlite:///{journal}"
         options += ", journal=True"
     code = (
-        "import uvicorn; from deployments.receiver import create_app; "
-        f"uvicorn.run(create_app({api_url!r}{options}), host='127.0.0.1', port={port}, "
-        "log_level='error', access_log=False)"
+        "import uvicorn; from deployments.receiver import create_app, freeze_heap; "
+        f"app = create_app({api_url!r}{options}); freeze_heap(); "
+        f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='error', access_log=False)"
     )
     process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"

@@ -45,14 +45,24 @@ async def dispatch(journal: Journal, client, *, slots: asyncio.Semaphore, timeou
                 async with asyncio.timeout(IDLE_POLL_SECONDS):
                     await journal.wakeup.wait()
             continue
+        created: dict[str, str] = {}
         try:
             outcomes = await asyncio.gather(
-                *(_create(journal, client, entry, slots, timeout) for entry in claimed)
+                *(_create(journal, client, entry, slots, timeout, created) for entry in claimed)
             )
         except asyncio.CancelledError:  # stopping: the next receiver need not wait out the lease
             with contextlib.suppress(OpsflowError):
+                if created:
+                    journal.created(created)
                 journal.release([entry.id for entry in claimed])
             raise
+        if created:
+            try:
+                await asyncio.to_thread(journal.created, created)
+            except OpsflowError as exc:  # their runs exist: redone under the same keys when the lease ends
+                log.error(
+                    "receiver journal: %s (%d entries are retried when their lease ends)", exc, len(created)
+                )
         unavailable = [reason for reason in outcomes if reason]
         if unavailable:
             if not pause:
@@ -71,30 +81,38 @@ async def dispatch(journal: Journal, client, *, slots: asyncio.Semaphore, timeou
 
 
 async def _create(
-    journal: Journal, client, entry: Claimed, slots: asyncio.Semaphore, timeout: float
+    journal: Journal,
+    client,
+    entry: Claimed,
+    slots: asyncio.Semaphore,
+    timeout: float,
+    created: dict[str, str],
 ) -> str | None:
-    """One entry's run; returns why Prefect is unavailable, if it is.
+    """One entry's run, added to `created` (recorded for the whole claim in one commit);
+    returns why Prefect is unavailable, if it is.
 
     A journal write that fails here is redone when the entry's lease ends.
     """
     try:
+        run = await create_run(client, entry.definition, entry.parameters, entry.key, timeout, slots)
+    except ReceiverError as exc:
         try:
-            run = await create_run(client, entry.definition, entry.parameters, entry.key, timeout, slots)
-        except ReceiverError as exc:
             if exc.status != 503:
                 log.error("journaled alert %s (%s) will not run: %s", entry.id, entry.definition, exc.message)
                 await asyncio.to_thread(journal.failed, entry.id, exc.message)
                 return None
             await asyncio.to_thread(journal.retry_later, entry, exc.message)
-            return exc.message
-        except Exception as exc:  # noqa: BLE001 - an entry must never be dropped by a surprise
-            log.exception("journaled alert %s: unexpected error creating its run", entry.id)
+        except OpsflowError as journal_error:
+            log.error(
+                "receiver journal: %s (entry %s is retried when its lease ends)", journal_error, entry.id
+            )
+        return exc.message if exc.status == 503 else None
+    except Exception as exc:  # noqa: BLE001 - an entry must never be dropped by a surprise
+        log.exception("journaled alert %s: unexpected error creating its run", entry.id)
+        with contextlib.suppress(OpsflowError):  # else retried when its lease ends
             await asyncio.to_thread(journal.retry_later, entry, f"unexpected error: {type(exc).__name__}")
-            return None
-        await asyncio.to_thread(journal.created, entry.id, str(run.id))
-    except OpsflowError as exc:
-        log.error("receiver journal: %s (entry %s is retried when its lease ends)", exc, entry.id)
         return None
+    created[entry.id] = str(run.id)
     if (run.parameters or {}).get("trace_id") == entry.parameters.get("trace_id"):
         summary = summarize(entry.parameters.get("payload") or {})
         if summary.alerts:

@@ -20,6 +20,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -140,31 +141,41 @@ class Journal:
         return await future
 
     async def run_writer(self) -> None:
-        """Commit waiting requests in batches until cancelled: one transaction per batch."""
-        while True:
-            await self._has_pending.wait()
-            batch, self._pending = self._pending[:WRITE_BATCH], self._pending[WRITE_BATCH:]
-            if not self._pending:
-                self._has_pending.clear()
-            try:
-                entries = await asyncio.to_thread(self._write, [row for row, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
-                log.error("receiver journal: commit of %d alert(s) failed: %s", len(batch), exc)
-                error = ReceiverError(
-                    503, "the receiver journal cannot be written now; retry later", {"Retry-After": "5"}
-                )
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            added = 0
-            for (_, future), entry in zip(batch, entries, strict=True):
-                added += not entry.duplicate
+        """Commit waiting requests in batches until cancelled: one transaction per batch.
+
+        The writer has a thread of its own, so the dispatcher's journal updates (in the
+        shared default pool) never make an answer wait.
+        """
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="opsflow-journal-writer") as thread:
+            while True:
+                await self._has_pending.wait()
+                await self._commit_pending(loop, thread)
+
+    async def _commit_pending(self, loop, thread) -> None:
+        """One transaction for up to WRITE_BATCH waiting requests; each gets its entry or a 503."""
+        batch, self._pending = self._pending[:WRITE_BATCH], self._pending[WRITE_BATCH:]
+        if not self._pending:
+            self._has_pending.clear()
+        try:
+            entries = await loop.run_in_executor(thread, self._write, [row for row, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
+            log.error("receiver journal: commit of %d alert(s) failed: %s", len(batch), exc)
+            error = ReceiverError(
+                503, "the receiver journal cannot be written now; retry later", {"Retry-After": "5"}
+            )
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(entry)
-            self.queued += added
-            if added:
-                self.wakeup.set()
+                    future.set_exception(error)
+            return
+        added = 0
+        for (_, future), entry in zip(batch, entries, strict=True):
+            added += not entry.duplicate
+            if not future.done():
+                future.set_result(entry)
+        self.queued += added
+        if added:
+            self.wakeup.set()
 
     def _write(self, rows: list[dict[str, Any]]) -> list[Entry]:
         """Insert the rows whose key is new; every row's entry, the earlier one for a known key."""
@@ -197,12 +208,18 @@ class Journal:
                 conn.execute(update(t).where(t.c.id.in_(ids)).values(due_at=now + LEASE_SECONDS))
         return [Claimed(r.id, r.key, r.definition, json.loads(r.parameters), r.attempts) for r in rows]
 
-    def created(self, entry_id: str, flow_run_id: str) -> None:
-        self._finish(entry_id, status=CREATED, flow_run_id=flow_run_id, error=None)
+    def created(self, runs: dict[str, str]) -> None:
+        """Record the flow runs of entries (entry id → flow run id), in one transaction."""
+        self._finish(
+            {
+                entry_id: {"status": CREATED, "flow_run_id": run, "error": None}
+                for entry_id, run in runs.items()
+            }
+        )
 
     def failed(self, entry_id: str, error: str) -> None:
         """Prefect refused the run for good (no deployment, too large): kept, with why, for a person."""
-        self._finish(entry_id, status=FAILED, error=error)
+        self._finish({entry_id: {"status": FAILED, "error": error}})
 
     def retry_later(self, claimed: Claimed, error: str) -> float:
         """Put the entry back with exponential back-off; returns the delay."""
@@ -224,14 +241,16 @@ class Journal:
                 update(t).where(t.c.id.in_(entry_ids), t.c.status == QUEUED).values(due_at=time.time())
             )
 
-    def _finish(self, entry_id: str, **values: Any) -> None:
+    def _finish(self, changes: dict[str, dict[str, Any]]) -> None:
+        """End entries still queued (one commit); an entry another receiver ended stays as it is."""
         from sqlalchemy import update
 
         t = self.table
+        done = 0
         with self._errors(self.engine, "updating the receiver journal"), self.engine.begin() as conn:
-            done = conn.execute(
-                update(t).where(t.c.id == entry_id, t.c.status == QUEUED).values(**values)
-            ).rowcount
+            for entry_id, values in changes.items():
+                statement = update(t).where(t.c.id == entry_id, t.c.status == QUEUED).values(**values)
+                done += conn.execute(statement).rowcount
         self.queued = max(0, self.queued - done)
 
     # -- reading ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from typing import Any
 
 from deployments._receiver_http import ReceiverError
@@ -15,6 +16,9 @@ __all__ = ["FLOW_NAME", "create_run", "prefect_client", "reachable"]
 FLOW_NAME = "run-pipeline"  # flows.pipeline.FLOW_NAME, without importing the flow here
 
 log = logging.getLogger("opsflow.receiver")
+
+DEPLOYMENT_ID_SECONDS = 60.0
+_DEPLOYMENT_IDS: dict[tuple[str, str], tuple[Any, float]] = {}  # (API, deployment) → (id, until)
 
 # Prefect's own wording when a run's parameters exceed the server's size limit
 _PARAMETERS_TOO_BIG = re.compile(r"Flow run parameters must be less than [\d,]+ bytes[^.\"]*")
@@ -62,26 +66,26 @@ async def create_run(
     large for Prefect), 502 (refused).
     """
     import httpx
-    from prefect.deployments import arun_deployment
     from prefect.exceptions import ObjectNotFound
+    from prefect.states import Scheduled
 
     deployment = f"{FLOW_NAME}/{name}"
     try:
         async with asyncio.timeout(timeout), slots:
-            return await arun_deployment(
-                name=deployment,
-                client=client,
-                parameters=parameters,
-                timeout=0,
-                idempotency_key=key,
-                as_subflow=False,
-            )
+            for cached in (True, False):
+                deployment_id = await _deployment_id(client, deployment, cached=cached)
+                try:
+                    return await client.create_flow_run_from_deployment(
+                        deployment_id, parameters=parameters, state=Scheduled(), idempotency_key=key
+                    )
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code != 404:
+                        raise
+                    _DEPLOYMENT_IDS.pop((str(client.api_url), deployment), None)  # deleted since
+                    if not cached:
+                        raise _not_deployed(name, deployment) from None
     except ObjectNotFound:
-        raise ReceiverError(
-            404,
-            f"definition {name!r} has no deployment {deployment!r} in Prefect: "
-            "create it with `pipeline serve` (or `prefect deploy --all`)",
-        ) from None
+        raise _not_deployed(name, deployment) from None
     except TimeoutError:
         raise _unavailable(f"no answer within {timeout:g} s") from None
     except httpx.HTTPStatusError as exc:
@@ -106,6 +110,19 @@ async def create_run(
         raise ReceiverError(400, f"the payload cannot be sent to Prefect ({type(exc).__name__})") from None
 
 
+async def _deployment_id(client, deployment: str, *, cached: bool):
+    """The deployment's id, read at most once a minute per API: a run then costs Prefect one
+    call, not two (`run_deployment` reads the deployment every time). A deployment deleted
+    and re-created under the same name is found again by the caller's retry."""
+    slot = (str(client.api_url), deployment)
+    known = _DEPLOYMENT_IDS.get(slot)
+    if cached and known and known[1] > time.monotonic():
+        return known[0]
+    found = (await client.read_deployment_by_name(deployment)).id
+    _DEPLOYMENT_IDS[slot] = (found, time.monotonic() + DEPLOYMENT_ID_SECONDS)
+    return found
+
+
 async def reachable(client, timeout: float) -> bool:
     """Whether the Prefect API answers its health check within `timeout`."""
     try:
@@ -113,6 +130,14 @@ async def reachable(client, timeout: float) -> bool:
             return await client.api_healthcheck() is None
     except TimeoutError:
         return False
+
+
+def _not_deployed(name: str, deployment: str) -> ReceiverError:
+    return ReceiverError(
+        404,
+        f"definition {name!r} has no deployment {deployment!r} in Prefect: "
+        "create it with `pipeline serve` (or `prefect deploy --all`)",
+    )
 
 
 def _unavailable(reason: str) -> ReceiverError:

@@ -34,7 +34,7 @@ from deployments._receiver_prefect import create_run, prefect_client, reachable
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY
 
-__all__ = ["DEFAULT_DEFINITION", "create_app", "main"]
+__all__ = ["DEFAULT_DEFINITION", "create_app", "freeze_heap", "main"]
 
 DEFAULT_DEFINITION = "alert-triage"
 TOKEN_ENV = "OPSFLOW_RECEIVER_TOKEN"
@@ -383,9 +383,30 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "internal error (see the receiver's log)"}, status_code=500)
 
 
+def freeze_heap() -> None:
+    """Leave the long-lived heap (Prefect, FastAPI, pydantic) out of garbage collection:
+    for a process about to serve the receiver, once its imports are done.
+
+    A full collection walks every object; with Prefect imported that stalled the
+    receiver 70-135 ms at a time during a burst (the p99 of every request it caught).
+    The modules a request imports lazily are imported first, so they are frozen too.
+    """
+    import gc
+
+    import prefect.client.orchestration  # noqa: F401 - the receiver's lazy imports
+    import prefect.exceptions  # noqa: F401
+    import prefect.states  # noqa: F401
+    import sqlalchemy  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+
+
 def main(host: str = "127.0.0.1", port: int = 8080, journal: bool = False) -> None:
     """Serve the receiver until interrupted (the `pipeline receiver` command)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(journal=journal), host=host, port=port, log_level="info")
+    app = create_app(journal=journal)
+    freeze_heap()
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -220,13 +220,14 @@ async def run_receiver(host: str, port: int, journal: bool, stopping: asyncio.Ev
     """The alert receiver in this event loop, stopped with the pipeline server."""
     import uvicorn
 
-    from deployments.receiver import create_app
+    from deployments.receiver import create_app, freeze_heap
 
     class Embedded(uvicorn.Server):
         def capture_signals(self):  # the pipeline server owns SIGINT/SIGTERM
             return contextlib.nullcontext()
 
     server = Embedded(uvicorn.Config(create_app(journal=journal), host=host, port=port, log_level="warning"))
+    freeze_heap()
     task = asyncio.create_task(server.serve())
     await stopping.wait()
     server.should_exit = True

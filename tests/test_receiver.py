@@ -380,6 +380,36 @@ def test_a_definition_without_a_deployment_is_a_404_that_says_how_to_create_it(h
     assert f"run-pipeline/{name}" in error and "pipeline serve" in error and "prefect deploy" in error
 
 
+def test_a_deployment_deleted_and_recreated_is_found_again_and_a_deleted_one_is_a_404(
+    http, tmp_path, monkeypatch
+):
+    """The receiver keeps deployment ids for a minute: a stale one must not lose the alert."""
+    name = unique("redeployed-").lower()
+    shutil.copy(
+        Path(__file__).resolve().parent.parent / "definitions" / "alert-triage.json",
+        tmp_path / f"{name}.json",
+    )
+    monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
+    first_id = asyncio.run(_deploy([name]))[name]
+    first = http.post("/pipeline", params={"definition": name}, json=alertmanager(unique("Redeploy")))
+    assert first.status_code == 202, first.text
+    assert str(read_run(first.json()["flow_run_id"]).deployment_id) == first_id
+
+    with prefect() as client:
+        client.delete_deployment(uuid.UUID(first_id))
+    second_id = asyncio.run(_deploy([name]))[name]
+    assert second_id != first_id
+    second = http.post("/pipeline", params={"definition": name}, json=alertmanager(unique("Redeploy")))
+    assert second.status_code == 202, second.text
+    assert str(read_run(second.json()["flow_run_id"]).deployment_id) == second_id
+
+    with prefect() as client:
+        client.delete_deployment(uuid.UUID(second_id))
+    gone = http.post("/pipeline", params={"definition": name}, json=alertmanager(unique("Redeploy")))
+    assert gone.status_code == 404, gone.text
+    assert f"run-pipeline/{name}" in gone.json()["error"]
+
+
 def test_bearer_token_is_required_when_configured_and_never_echoed(deployments, monkeypatch, caplog):
     from fastapi.testclient import TestClient
 
