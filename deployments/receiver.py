@@ -30,7 +30,7 @@ from deployments._receiver_definitions import describe, describe_all, require_de
 from deployments._receiver_dispatch import dispatch
 from deployments._receiver_http import ReceiverError, read_json
 from deployments._receiver_journal import QUEUED, Journal
-from deployments._receiver_prefect import create_run, prefect_client, reachable
+from deployments._receiver_prefect import create_run, freeze_heap, prefect_client, reachable
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY
 
@@ -381,25 +381,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error (see the receiver's log)"}, status_code=500)
-
-
-def freeze_heap() -> None:
-    """Leave the long-lived heap (Prefect, FastAPI, pydantic) out of garbage collection:
-    for a process about to serve the receiver, once its imports are done.
-
-    A full collection walks every object; with Prefect imported that stalled the
-    receiver 70-135 ms at a time during a burst (the p99 of every request it caught).
-    The modules a request imports lazily are imported first, so they are frozen too.
-    """
-    import gc
-
-    import prefect.client.orchestration  # noqa: F401 - the receiver's lazy imports
-    import prefect.exceptions  # noqa: F401
-    import prefect.states  # noqa: F401
-    import sqlalchemy  # noqa: F401
-
-    gc.collect()
-    gc.freeze()
 
 
 def main(host: str = "127.0.0.1", port: int = 8080, journal: bool = False) -> None:
