@@ -1,8 +1,8 @@
 """The `pipeline` command: a thin shell over flows.definition, flows.render and the flow.
 
 `list`, `describe`, `validate`, `schema` and `run --dry-run` never import Prefect, so
-they answer at once. Errors go to stderr: exit 2 for usage and validation, 1 for a
-failed run.
+they answer at once. Errors go to stderr as one line (`-v` adds the traceback): exit 2
+for usage, validation and not found, 1 for a failed run or an error, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -132,6 +132,9 @@ def run(
     pipeline = _load(definition or str(config))
     data = _payload(payload, file, sample)
     only_ids, skip_ids = _ids(only), _ids(skip)
+    both = [i for i in only_ids or [] if i in (skip_ids or [])]
+    if both:
+        raise Exit(f"Node id(s) in both --only and --skip: {', '.join(both)}")
     unknown = [i for i in [*(only_ids or []), *(skip_ids or [])] if i not in pipeline.nodes]
     if unknown:
         raise Exit(f"Unknown node id(s): {', '.join(unknown)} (nodes: {', '.join(pipeline.nodes)})")
@@ -152,7 +155,7 @@ def run(
         only=only_ids,
         skip=skip_ids,
         as_json=as_json,
-        verbose=verbose,
+        verbose=verbose or VERBOSE,
         continue_on_error=continue_on_error,
     )
     if result["status"] == "failed":
@@ -229,31 +232,90 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
-def main() -> None:
-    """Console entry point: run the app, turning opsflow's errors into clean messages."""
-    import flows.cli_ops  # noqa: F401 - registers the commands that talk to Prefect or the store
+# `-v` anywhere on the command line: tracebacks for errors, Prefect's own log lines for a run
+VERBOSE = False
+_VERBOSE_FLAGS = ("-v", "--verbose")
+
+
+def _unexpected(exc: BaseException) -> tuple[str, int]:
+    """One line for an error nobody planned for: the API unreachable, a bug (-v shows it)."""
+    import re
 
     try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        httpx = None
+    if httpx is not None and isinstance(exc, httpx.TransportError):
+        from flows.server import configured_api_url
+
+        url = re.sub(r"//[^/@]*@", "//", configured_api_url() or "")  # no credentials in messages
+        return f"Cannot reach the Prefect API at {url}: {exc or type(exc).__name__}", 1
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"Error: {type(exc).__name__}{': ' + text if text else ''} (run with -v for the traceback)", 1
+
+
+def main() -> None:
+    """Console entry point: run the app, turning every error into one line on stderr.
+
+    Exit codes: 2 usage, validation or not found; 1 a failed run or an error; 130 Ctrl-C.
+    `-v` adds the traceback.
+    """
+    import flows.cli_ops  # noqa: F401 - registers the commands that talk to Prefect or the store
+    from nodes.errors import OpsflowError, UsageError
+
+    global VERBOSE
+    verbose = VERBOSE = any(arg in _VERBOSE_FLAGS for arg in sys.argv[1:])
+    args = [arg for arg in sys.argv[1:] if arg not in _VERBOSE_FLAGS]
+    try:
         # without standalone mode, click returns the code of a typer.Exit instead of raising it
-        code = app(standalone_mode=False)
+        code = app(args=args, prog_name="pipeline", standalone_mode=False)
     except Exit as exc:
-        typer.echo(str(exc), err=True)
+        _say(str(exc), exc, verbose)
         sys.exit(exc.code)
     except DefinitionError as exc:
-        typer.echo(_definition_message(exc), err=True)
+        _say(_definition_message(exc), exc, verbose)
         sys.exit(2)
+    except OpsflowError as exc:
+        _say(str(exc), exc, verbose)
+        sys.exit(2 if isinstance(exc, UsageError) else 1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("Aborted.", err=True)
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        if not getattr(exc, "announced", False):  # a cancelled run has said so already
+            _say("Interrupted.", None, False)
         sys.exit(130)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except Exception as exc:
         # usage errors of typer's bundled click (its classes are private): show, no traceback
         if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        message, status = _unexpected(exc)
+        _say(message, exc, verbose)
+        sys.exit(status)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _say(message: str, exc: BaseException | None, verbose: bool) -> None:
+    if verbose and exc is not None:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    try:
+        typer.echo(message, err=True)
+    except BrokenPipeError:
+        pass
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`pipeline run | head -3`): exit without Python's complaint."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(0)  # the reader chose to stop reading: not a failure of this command
 
 
 if __name__ == "__main__":

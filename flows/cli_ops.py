@@ -13,8 +13,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import Exit, _definition_message, app
-from nodes.errors import DefinitionError
+from flows.cli import Exit, app
 
 
 @app.command()
@@ -40,34 +39,30 @@ def runs(
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="Flow run id (see `pipeline runs`).")],
+    run_id: Annotated[
+        str, typer.Argument(help="Flow run id, unique id prefix or name (see `pipeline runs`).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the rebuilt run result as JSON.")] = False,
 ) -> None:
     """Show a past run from the Prefect API: state, nodes, task runs, errors and the result table."""
     from flows.inspect import show_from_cli
-    from nodes.errors import OpsflowError
 
-    try:
-        typer.echo(show_from_cli(run_id, as_json=as_json))
-    except OpsflowError as exc:
-        raise Exit(str(exc), code=1) from None
+    typer.echo(show_from_cli(run_id, as_json=as_json))
 
 
 @app.command()
 def logs(
-    run_id: Annotated[str, typer.Argument(help="Flow run id (see `pipeline runs`).")],
+    run_id: Annotated[
+        str, typer.Argument(help="Flow run id, unique id prefix or name (see `pipeline runs`).")
+    ],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the run ends (Ctrl-C stops).")
     ] = False,
 ) -> None:
     """Print a run's logs, oldest first: timestamp, level, node (task run) or flow, message."""
     from flows.inspect import logs_from_cli
-    from nodes.errors import OpsflowError
 
-    try:
-        logs_from_cli(run_id, follow)
-    except OpsflowError as exc:
-        raise Exit(str(exc), code=1) from None
+    logs_from_cli(run_id, follow)
 
 
 _JOURNAL_HELP = (
@@ -125,19 +120,13 @@ def receiver_command(
 def publish(ref: Annotated[str, typer.Argument(help="Definition name or path.")]) -> None:
     """Store a definition as a Prefect block, editable in the Prefect UI; each change is a new revision."""
     from flows.runner import with_api
-    from nodes.errors import OpsflowError
 
     def call():
         from flows.blocks import publish as publish_block  # after the API URL is known
 
         return publish_block(ref)
 
-    try:
-        name, revision = with_api(call)
-    except OpsflowError as exc:
-        raise Exit(
-            _definition_message(exc) if isinstance(exc, DefinitionError) else str(exc), code=1
-        ) from None
+    name, revision = with_api(call)
     typer.echo(f"✓ {name} published as block opsflow-pipeline-definition/{name} (revision {revision})")
 
 
@@ -151,25 +140,19 @@ def pull(
 ) -> None:
     """Write a definition block (e.g. edited in the Prefect UI) back to a file."""
     from flows.runner import with_api
-    from nodes.errors import OpsflowError
 
     def call():
         from flows.blocks import pull as pull_block
 
         return pull_block(name, output, force=force)
 
-    try:
-        path = with_api(call)
-    except OpsflowError as exc:
-        raise Exit(
-            _definition_message(exc) if isinstance(exc, DefinitionError) else str(exc), code=1
-        ) from None
+    path = with_api(call)
     typer.echo(f"✓ {name} written to {path}")
 
 
 @app.command()
 def approve(
-    run_id: Annotated[str, typer.Argument(help="The paused flow run's id.")],
+    run_id: Annotated[str, typer.Argument(help="The paused flow run: id, unique id prefix or name.")],
     reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
     comment: Annotated[str, typer.Option(help="Why.")] = "",
     by: Annotated[str | None, typer.Option(help="Who decides (default: $USER).")] = None,
@@ -177,14 +160,10 @@ def approve(
     """Answer a run waiting at an approval node (the same as the form in the Prefect UI)."""
     from flows.approval import answer_approval
     from flows.runner import with_api
-    from nodes.errors import OpsflowError
 
     who = by or os.environ.get("USER") or "cli"
-    try:
-        with_api(lambda: answer_approval(run_id, approve=not reject, comment=comment, by=who))
-    except OpsflowError as exc:
-        raise Exit(str(exc), code=1) from None
-    typer.echo(f"{'Rejected' if reject else 'Approved'} flow run {run_id}")
+    resolved = with_api(lambda: answer_approval(run_id, approve=not reject, comment=comment, by=who))
+    typer.echo(f"{'Rejected' if reject else 'Approved'} flow run {resolved}")
 
 
 @app.command()
@@ -197,14 +176,10 @@ def incidents(
 ) -> None:
     """List incidents in the incident store (OPSFLOW_DATABASE_URL), or show one with its alerts."""
     from flows.incidents import incident_lines, incidents_table
-    from nodes.errors import IngestError
 
-    try:
-        lines = incident_lines(incident_id) if incident_id else incidents_table(status, limit)
-    except IngestError as exc:
-        raise Exit(str(exc), code=1) from None
+    lines = incident_lines(incident_id) if incident_id else incidents_table(status, limit)
     if lines is None:
-        raise Exit(f"Incident not found: {incident_id}", code=1)
+        raise Exit(f"Incident not found: {incident_id}")
     typer.echo("\n".join(lines))
 
 

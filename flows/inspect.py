@@ -34,20 +34,11 @@ _STATUS_OF_STATE = {"COMPLETED": "completed", "FAILED": "failed", "CRASHED": "fa
 _TASK_ERROR_PREFIX = "Task run encountered an exception "
 
 
-def _run_uuid(run_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(run_id).strip())
-    except ValueError:
-        raise OpsflowError(f"Flow run not found: {run_id}") from None
-
-
 async def _flow_run(client, run_id: str):
-    from prefect.exceptions import ObjectNotFound
+    """The flow run named by its id, a unique id prefix or its run name."""
+    from flows.history import resolve_run
 
-    try:
-        return await client.read_flow_run(_run_uuid(run_id))
-    except ObjectNotFound:
-        raise OpsflowError(f"Flow run not found: {run_id}") from None
+    return await resolve_run(client, run_id)
 
 
 async def _task_runs(client, run_uuid: uuid.UUID) -> list:
@@ -327,7 +318,7 @@ async def print_logs(run_id: str, follow: bool, out: TextIO) -> int:
             if not follow or _STOP_FOLLOWING.is_set():
                 return len(seen)
             await asyncio.sleep(POLL_SECONDS)
-            if final_since is None and _is_final(await _flow_run(client, run_id)):
+            if final_since is None and _is_final(await _flow_run(client, str(run_uuid))):
                 final_since = loop.time()
 
 

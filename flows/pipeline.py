@@ -31,6 +31,7 @@ from prefect.utilities.annotations import quote  # noqa: E402
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine import RunBook  # noqa: E402
+from flows.live import CANCELLED, PROGRESS, emit, watch_loop  # noqa: E402
 from flows.policies import HOOKS, remember  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
@@ -44,20 +45,15 @@ MAX_CONCURRENT_NODES = 16
 # the longest a Retry-After hint may stretch one retry delay
 MAX_RETRY_AFTER_SECONDS = 120.0
 
-# listeners called with a dict per finished node (the CLI's progress lines)
-PROGRESS: list[Callable[[dict[str, Any]], None]] = []
-
 
 def _flow_run_name() -> str:
     from prefect.runtime import flow_run
 
+    from flows.history import definition_label
+
     params = flow_run.parameters
-    definition = params.get("definition")
-    if isinstance(definition, dict):
-        definition = definition.get("name") or "inline"
-    definition = str(definition).removeprefix("block:")
     trace = params.get("trace_id") or str(flow_run.id or uuid.uuid4())
-    return f"{definition}-{trace.replace('-', '')[:8]}"
+    return f"{definition_label(params.get('definition'))}-{trace.replace('-', '')[:8]}"
 
 
 def _retryable(task, task_run, state) -> bool:
@@ -76,6 +72,9 @@ async def _run_node(
     """
     from prefect.runtime import task_run
 
+    watch_loop()  # Ctrl-C in the CLI cancels this task run's loop: its work and its retry waits
+    if CANCELLED.is_set():
+        raise NodeError(f"node {node_id!r} not started: the run was interrupted")
     attempt = task_run.run_count or 1
     max_attempts = int(options["retries"]) + 1
     timeout = options["timeout_seconds"]
@@ -191,6 +190,11 @@ async def run_pipeline(
         configured=pipeline.configured(),
         ui_url=flow_run.ui_url,
     )
+    if run_id:
+        from flows.history import tag_flow_run
+
+        await tag_flow_run(run_id, pipeline.name, source)
+    emit({"state": "started", "run_id": run_id, "trace_id": info.trace_id, "definition": pipeline.name})
     ctx = NodeContext(run=info, payload=payload or {}, secrets=Secrets(), secret_lookup=_read_secret)
     remember(ctx)
     if incident_id is not None:

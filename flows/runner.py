@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
+import signal
 import sys
 from typing import Any
 
@@ -18,20 +21,8 @@ from flows.server import start_local_server
 from flows.settings import apply_prefect_defaults
 
 RECORD_TIMEOUT = 30.0
-
-
-def _progress_printer(stream):
-    def show(event: dict[str, Any]) -> None:
-        head = f"▶ [{event['index']}/{event['total']}] {event['node_type']} {event['node_id']} …"
-        if event["state"] == "skipped":
-            tail = f"skipped ({event['skip_reason']})"
-        elif event["state"] == "failed":
-            tail = f"FAILED in {event['duration_ms']:.0f} ms: {event['error']}"
-        else:
-            tail = f"done in {event['duration_ms']:.0f} ms"
-        print(f"{head} {tail}", file=stream, flush=True)
-
-    return show
+# after Ctrl-C: how long the run's last events and logs may take to reach the API
+INTERRUPT_FLUSH_TIMEOUT = 2.0
 
 
 def run_from_cli(
@@ -48,40 +39,52 @@ def run_from_cli(
     verbose: bool,
     continue_on_error: bool = False,
 ) -> dict[str, Any]:
-    """Run the flow in this process and print progress and the result; return the Run result."""
+    """Run the flow in this process and print progress and the result; return the Run result.
+
+    Ctrl-C cancels the run (see `_Interrupt`) and raises `flows.live.Interrupted`.
+    """
     apply_prefect_defaults(quiet_console=not verbose)
     server = start_local_server()
     try:
         from flows import pipeline as flow_module
+        from flows.console import RetryWatcher, progress_printer, quiet_engine_lines
         from flows.history import flush_client_queues, wait_for_task_runs
         from flows.render import result_text
 
         if server is not None:
             server.wait_ready()
+        if not verbose:
+            quiet_engine_lines()
         # with --json, stdout carries only the result: console notifications go to stderr
         out = sys.stderr if as_json else sys.stdout
-        listener = _progress_printer(sys.stderr)
+        listener = progress_printer(sys.stderr)
+        watcher = RetryWatcher()
+        engine_log = logging.getLogger("prefect.task_runs")
         flow_module.PROGRESS.append(listener)
+        engine_log.addHandler(watcher)
+        interrupt = _Interrupt(server, listener)
         try:
             with contextlib.redirect_stdout(out):
-                state = asyncio.run(
-                    flow_module.run_pipeline(
-                        definition=definition_ref,
-                        payload=payload,
-                        source=source,
-                        environment=environment,
-                        trace_id=trace_id,
-                        only=only,
-                        skip=skip,
-                        continue_on_error=continue_on_error,
-                        return_state=True,
-                    )
+                flow_call = flow_module.run_pipeline(
+                    definition=definition_ref,
+                    payload=payload,
+                    source=source,
+                    environment=environment,
+                    trace_id=trace_id,
+                    only=only,
+                    skip=skip,
+                    continue_on_error=continue_on_error,
+                    return_state=True,
                 )
+                state = asyncio.run(interrupt.run(flow_call))
         finally:
             flow_module.PROGRESS.remove(listener)
+            engine_log.removeHandler(watcher)
+        if interrupt.count:
+            interrupt.finish()
         result = state.result(raise_on_failure=False)
         if not isinstance(result, dict):  # the flow itself crashed before producing a result
-            raise RuntimeError(f"the flow run ended {state.type.value}: {state.message}")
+            raise _flow_error(state, result)
         if result.get("run_id"):
             expected = len(result["executed_nodes"])
             flush_client_queues()
@@ -89,14 +92,96 @@ def run_from_cli(
             if found < expected:
                 print(f"warning: only {found} of {expected} task runs were recorded", file=sys.stderr)
         flush_client_queues()
-        if as_json:
-            print(json.dumps(result, indent=2, default=str))
-        else:
-            print(result_text(result))
+        text = json.dumps(result, indent=2, default=str) if as_json else result_text(result)
+        _print_to_reader(text)
         return result
     finally:
         if server is not None:
             server.stop()
+
+
+def _flow_error(state, result: Any) -> Exception:
+    """The error of a flow run that ended before its result: an opsflow error as it is."""
+    from nodes.errors import OpsflowError
+
+    if isinstance(result, OpsflowError):
+        return result
+    detail = f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else state.message
+    return OpsflowError(f"Pipeline failed: the flow run ended {state.type.value}: {detail}")
+
+
+def _print_to_reader(text: str) -> None:
+    """Print the result; a reader that stopped early (`| head -3`) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class _Interrupt:
+    """Ctrl-C during a run: the first cancels it, a second exits at once.
+
+    The first stops every node task run of this process (`flows.live.cancel_in_flight`)
+    and cancels the flow, which Prefect records as Crashed; `finish` then marks the run
+    Cancelled and raises `Interrupted` (exit 130). One line is printed.
+    """
+
+    def __init__(self, server, listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.count = 0
+
+    async def run(self, flow_call):
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        loop.add_signal_handler(signal.SIGINT, self._on_sigint, main)
+        try:
+            return await flow_call
+        except asyncio.CancelledError:
+            if not self.count:
+                raise
+            return None
+        finally:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signal.SIGINT)
+
+    def _on_sigint(self, main: asyncio.Task) -> None:
+        from flows.live import cancel_in_flight
+
+        self.count += 1
+        if self.count > 1:  # the second Ctrl-C: nothing more is waited for
+            if self.server is not None:
+                with contextlib.suppress(Exception):
+                    self.server.process.kill()
+            os._exit(130)
+        run_id = getattr(self.listener, "run_id", None)
+        what = f"flow run {run_id}" if run_id else "the run"
+        print(f"Interrupted: cancelling {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        cancel_in_flight()
+        main.cancel()
+
+    def finish(self) -> None:
+        from flows.history import flush_client_queues
+        from flows.live import Interrupted
+
+        run_id = getattr(self.listener, "run_id", None)
+        if run_id:
+            with contextlib.suppress(Exception):
+                asyncio.run(_mark_cancelled(run_id))
+        with contextlib.suppress(Exception):
+            flush_client_queues(timeout=INTERRUPT_FLUSH_TIMEOUT)
+        raise Interrupted(run_id)
+
+
+async def _mark_cancelled(run_id: str) -> None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    async with get_client() as client:
+        await client.set_flow_run_state(UUID(run_id), Cancelled(message="Cancelled with Ctrl-C"), force=True)
 
 
 def with_api(call):

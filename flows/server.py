@@ -78,6 +78,9 @@ class LocalServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # its own session: a Ctrl-C on the terminal reaches the CLI, which cancels its run
+            # and stops this server only once the cancellation is recorded
+            start_new_session=True,
         )
         atexit.register(self.stop)
 
