@@ -141,13 +141,24 @@ def run(
     if dry_run:
         from flows.render import dry_run_text
 
-        typer.echo(dry_run_text(pipeline, only=only_ids, skip=skip_ids, previews=_previews(pipeline, data)))
+        text = dry_run_text(
+            pipeline,
+            config_path=str(config) if config else None,
+            source=source,
+            environment=environment,
+            payload=data,
+            only=only_ids,
+            skip=skip_ids,
+            previews=_previews(pipeline, data),
+        )
+        typer.echo(text)
         return
     from flows.runner import run_from_cli
 
     result = run_from_cli(
         pipeline,
         definition_ref=str(config.resolve()) if config else pipeline.name,
+        config_path=str(config) if config else None,
         payload=data,
         source=source,
         environment=environment,

@@ -191,7 +191,7 @@ async def resolve_run(client, ref: str):
         except ObjectNotFound:
             raise UsageError(f"Flow run not found: {ref}") from None
     if not ref:
-        raise UsageError("Flow run not found: (empty id)")
+        raise UsageError("Flow run not found: ")
     named = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[ref])), limit=2
     )
@@ -201,7 +201,7 @@ async def resolve_run(client, ref: str):
         raise UsageError(f"Flow run name {ref} is ambiguous: give the run id (see `pipeline runs`)")
     prefix = ref.lower()
     if not re.fullmatch(r"[0-9a-f-]{4,36}", prefix):
-        raise UsageError(f"Flow run not found: {ref} (give a run id, a unique id prefix or a run name)")
+        raise UsageError(f"Flow run not found: {ref}")
     matches: list = []
     flow_filter = FlowFilter(name=FlowFilterName(any_=[FLOW_NAME]))
     for offset in range(0, PREFIX_SCAN, 200):

@@ -234,7 +234,7 @@ def run_text(run: dict[str, Any]) -> str:
         took = f" in {task['duration_ms']:.1f} ms" if task["duration_ms"] is not None else ""
         lines = [f"  task run: {task['name']} [{node['node_type']}] {task['state']}{took}"]
         if task["error"] and not node["errors"]:
-            lines.append(f"  ERROR: {task['error']}")
+            lines.append(f"  Errors: {task['error']}")
         return lines
 
     artifact = []

@@ -38,6 +38,7 @@ def run_from_cli(
     as_json: bool,
     verbose: bool,
     continue_on_error: bool = False,
+    config_path: str | None = None,
 ) -> dict[str, Any]:
     """Run the flow in this process and print progress and the result; return the Run result.
 
@@ -92,7 +93,12 @@ def run_from_cli(
             if found < expected:
                 print(f"warning: only {found} of {expected} task runs were recorded", file=sys.stderr)
         flush_client_queues()
-        text = json.dumps(result, indent=2, default=str) if as_json else result_text(result)
+        nodes = {node.id: node.type for node in pipeline.definition.nodes}
+        text = (
+            json.dumps(result, indent=2, default=str)
+            if as_json
+            else result_text(result, config_path=config_path, nodes=nodes)
+        )
         _print_to_reader(text)
         return result
     finally:

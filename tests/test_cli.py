@@ -231,7 +231,7 @@ def test_run_json_and_text_against_the_session_server(cli_run, prefect_api, monk
     assert "▶ [1/2] transform pick … done in" in err
     code, out, err = cli_run("run", "--config", str(path), "--payload", '{"host": "web-02"}')
     assert code == 0
-    assert "PIPELINE RESULT" in out and "--- transform (pick) ---" in out
+    assert "PIPELINE RESULT" in out and "--- transform (pick) ---" in out and "Definition: two" not in out
     assert out.rstrip().endswith("✓ Pipeline completed successfully")
 
 

@@ -75,6 +75,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
             "duplicate": False,
             "status": "ignored",
             "severity": None,
+            **seed_keys(dict(_ZERO), created=False, duplicate=False, alerts=[]),
             **parsed.extra,
         }
     alerts = dedupe(parsed.alerts)
@@ -99,7 +100,25 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
         "duplicate": result["duplicate"],
         "status": incident["status"],
         "severity": incident["severity"],
+        **seed_keys(
+            result["counts"], created=result["created"], duplicate=result["duplicate"], alerts=alerts
+        ),
         **parsed.extra,
+    }
+
+
+def seed_keys(
+    counts: dict[str, int], *, created: bool, duplicate: bool, alerts: list[dict]
+) -> dict[str, Any]:
+    """The seeds' flat counters, which the seeds' templates and result text read."""
+    stored = bool(counts.get("received"))
+    return {
+        "alerts_created": counts.get("new", 0),
+        "alerts_updated": counts.get("updated", 0),
+        "alerts_resolved": counts.get("resolved", 0),
+        "incidents_created": 1 if created else 0,
+        "incidents_updated": 1 if stored and not created and not duplicate else 0,
+        "alert_fingerprint": alerts[0].get("fingerprint") if alerts else None,
     }
 
 
