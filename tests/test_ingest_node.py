@@ -59,6 +59,13 @@ def test_output_shape_and_repeat_delivery():
         "duplicate",
         "status",
         "severity",
+        # the seeds' flat counters (DESIGN.md)
+        "alerts_created",
+        "alerts_updated",
+        "alerts_resolved",
+        "incidents_created",
+        "incidents_updated",
+        "alert_fingerprint",
     }
     assert (out["format"], out["status"], out["severity"]) == ("alertmanager", "open", "critical")
     assert out["incident_id"] == out["incident"]["id"]
