@@ -256,11 +256,13 @@ def _unexpected(exc: BaseException) -> tuple[str, int]:
         import httpx
     except ImportError:  # pragma: no cover - httpx is a dependency
         httpx = None
-    if httpx is not None and isinstance(exc, httpx.TransportError):
+    unreachable = isinstance(exc, RuntimeError) and str(exc).startswith("Failed to reach API")
+    if unreachable or (httpx is not None and isinstance(exc, httpx.TransportError)):
         from flows.server import configured_api_url
 
         url = re.sub(r"//[^/@]*@", "//", configured_api_url() or "")  # no credentials in messages
-        return f"Cannot reach the Prefect API at {url}: {exc or type(exc).__name__}", 1
+        why = "" if unreachable else f": {exc or type(exc).__name__}"
+        return f"Cannot reach the Prefect API at {url}{why}", 1
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"Error: {type(exc).__name__}{': ' + text if text else ''} (run with -v for the traceback)", 1
 

@@ -155,8 +155,12 @@ def result_text(
     node_lines: Callable[[str, dict[str, Any]], list[str]] | None = None,
     extra: list[str] | None = None,
     unknown_status: str | None = None,
+    error_on_status_line: bool = True,
 ) -> str:
     """The seeds' result layout for a finished run.
+
+    `error_on_status_line=False` ends a failed run with `✗ Pipeline failed` alone, for
+    `pipeline run`, which says `Pipeline failed: ...` on stderr (once, not twice).
 
     `nodes` (id → type, definition order) adds `(not executed)` for nodes never reached.
     `pipeline show` adds what Prefect recorded: `header` lines, `node_lines` per node,
@@ -203,7 +207,7 @@ def result_text(
     lines += extra or []
     lines.append("")
     status_line = STATUS_LINE.get(result["status"], unknown_status or result["status"])
-    if result["status"] == "failed" and result.get("error"):
+    if result["status"] == "failed" and result.get("error") and error_on_status_line:
         status_line += f": {result['error']}"
     lines.append(status_line)
     return "\n".join(lines)

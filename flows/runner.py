@@ -97,7 +97,7 @@ def run_from_cli(
         text = (
             json.dumps(result, indent=2, default=str)
             if as_json
-            else result_text(result, config_path=config_path, nodes=nodes)
+            else result_text(result, config_path=config_path, nodes=nodes, error_on_status_line=False)
         )
         _print_to_reader(text)
         return result
