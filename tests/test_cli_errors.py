@@ -1,4 +1,4 @@
-"""The real `pipeline` command in a subprocess: expected failures are one line on stderr, never a traceback."""
+"""The real `pipeline` command in a subprocess: an expected failure is one line on stderr, no traceback."""
 
 from __future__ import annotations
 
