@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 from flows.definition import Pipeline
@@ -81,6 +82,7 @@ def run_from_cli(
         finally:
             flow_module.PROGRESS.remove(listener)
             engine_log.removeHandler(watcher)
+            interrupt.restore()
         if interrupt.count:
             interrupt.finish()
         result = state.result(raise_on_failure=False)
@@ -130,18 +132,26 @@ class _Interrupt:
 
     The first stops every node task run of this process (`flows.live.cancel_in_flight`)
     and cancels the flow, which Prefect records as Crashed; `finish` then marks the run
-    Cancelled and raises `Interrupted` (exit 130). One line is printed.
+    Cancelled and raises `Interrupted` (exit 130). One line is printed. The handler stays
+    until the process ends, so a second Ctrl-C works at any point of the way out.
     """
 
     def __init__(self, server, listener) -> None:
         self.server = server
         self.listener = listener
         self.count = 0
+        self._main: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def restore(self) -> None:
+        """A run that ended on its own gives Ctrl-C back to whoever had it."""
+        if self._previous is not None and not self.count:
+            signal.signal(signal.SIGINT, self._previous)
 
     async def run(self, flow_call):
-        loop = asyncio.get_running_loop()
-        main = asyncio.current_task()
-        loop.add_signal_handler(signal.SIGINT, self._on_sigint, main)
+        self._main = (asyncio.get_running_loop(), asyncio.current_task())
         try:
             return await flow_call
         except asyncio.CancelledError:
@@ -149,25 +159,33 @@ class _Interrupt:
                 raise
             return None
         finally:
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signal.SIGINT)
+            self._main = None
 
-    def _on_sigint(self, main: asyncio.Task) -> None:
+    def _on_sigint(self, *_: Any) -> None:
         from flows.live import cancel_in_flight
 
         self.count += 1
-        if self.count > 1:  # the second Ctrl-C: nothing more is waited for
-            if self.server is not None:
-                with contextlib.suppress(Exception):
-                    self.server.process.kill()
-            os._exit(130)
+        if self.count > 1:
+            self._hard_exit()
+        if self._main is None:  # not running the flow (yet, or any more): the usual interrupt
+            self.count = 0
+            raise KeyboardInterrupt
         run_id = getattr(self.listener, "run_id", None)
         what = f"flow run {run_id}" if run_id else "the run"
         print(f"Interrupted: cancelling {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
         cancel_in_flight()
-        main.cancel()
+        loop, main = self._main
+        loop.call_soon_threadsafe(main.cancel)
+
+    def _hard_exit(self) -> None:
+        """The second Ctrl-C: nothing more is waited for (the local server is killed first)."""
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                self.server.process.kill()
+        os._exit(130)
 
     def finish(self) -> None:
+        """After the cancelled flow returned: record Cancelled, send what is queued, raise."""
         from flows.history import flush_client_queues
         from flows.live import Interrupted
 
