@@ -185,12 +185,19 @@ def incidents(
 
 @app.command()
 def doctor() -> None:
-    """Check Python, the Prefect API, the definitions and the settings they need (names only)."""
+    """Check Python, the Prefect API, the definitions and the settings they need (names only).
+
+    Exits 1 when something required is missing; optional settings are notes.
+    """
     from flows.doctor import run_checks
 
-    ok = True
-    for passed, line in run_checks():
-        ok &= passed
-        typer.echo(f"{'✓' if passed else '✗'} {line}")
-    if not ok:
+    marks = {"ok": "✓", "note": "!", "fail": "✗"}
+    counts = {"ok": 0, "note": 0, "fail": 0}
+    for status, line in run_checks():
+        counts[status] += 1
+        typer.echo(f"{marks[status]} {line}")
+    if counts["fail"]:
+        typer.echo(f"Not ready: {counts['fail']} problem(s) (✗) to fix.")
         raise typer.Exit(1)
+    notes = f", with {counts['note']} note(s) (!): optional settings not set" if counts["note"] else ""
+    typer.echo(f"Ready{notes}.")
