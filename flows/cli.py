@@ -7,6 +7,7 @@ for usage, validation and not found, 1 for a failed run or an error, 130 after C
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
@@ -26,6 +27,15 @@ app = typer.Typer(
 )
 
 DEFAULT_ALERT_PIPELINE = "alert-triage"
+
+
+class LogLevel(enum.StrEnum):
+    """The levels `--log-level` takes (`warn` is logging's WARNING)."""
+
+    debug = "debug"
+    info = "info"
+    warn = "warn"
+    error = "error"
 
 
 class Exit(Exception):
@@ -102,6 +112,10 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run result as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")] = False,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option("--log-level", help="Log lines shown while the run goes (default: warnings and up)."),
+    ] = None,
     continue_on_error: Annotated[
         bool,
         typer.Option("--continue-on-error", help="Run the other nodes after a failure (status partial)."),
@@ -123,6 +137,11 @@ def run(
         except OpsflowError as exc:
             raise Exit(str(exc)) from None
         typer.echo(f"Loaded {len(names)} setting(s) from {env_file}: {', '.join(names) or '-'}", err=True)
+    if log_level is not None:  # before Prefect is imported, which reads it once
+        level = {"warn": "WARNING"}.get(log_level.value, log_level.value.upper())
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = level
+        if level == "DEBUG":
+            os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
     if definition and config:
         raise Exit("Cannot specify both --definition and --config")
     if not definition and not config:
@@ -166,7 +185,7 @@ def run(
         only=only_ids,
         skip=skip_ids,
         as_json=as_json,
-        verbose=verbose or VERBOSE,
+        verbose=verbose or VERBOSE or (log_level is not None and log_level.value == "debug"),
         continue_on_error=continue_on_error,
     )
     if result["status"] == "failed":

@@ -7,6 +7,7 @@ the app of `flows.cli`, which stays the one entry point.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,54 @@ from typing import Annotated
 import typer
 
 from flows.cli import Exit, app
+
+
+@app.command("run-stage")
+def run_stage_command(
+    node_id: Annotated[str, typer.Argument(help="The node to run.")],
+    definition: Annotated[str | None, typer.Option("--definition", "-d", help="Definition name.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Path of a definition file.")] = None,
+    from_run: Annotated[
+        str | None,
+        typer.Option(help="Take the payload and upstream outputs (redacted) from this past run."),
+    ] = None,
+    payload: Annotated[str | None, typer.Option(help="Alert payload as JSON text.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Alert payload JSON file.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Use a sample Alertmanager payload.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the node result as JSON.")] = False,
+) -> None:
+    """Run one node here, for debugging: no flow run, no retries; upstream outputs from --from-run."""
+    from flows.cli import _load, _payload
+    from flows.render import node_block
+    from flows.stage import past_run, run_stage
+
+    if definition and config:
+        raise Exit("Cannot specify both --definition and --config")
+    if not definition and not config:
+        raise Exit("Specify --definition NAME or --config PATH")
+    pipeline = _load(definition or str(config))
+    if node_id not in pipeline.nodes:
+        raise Exit(f"Unknown node id: {node_id} (nodes: {', '.join(pipeline.nodes)})")
+    data = _payload(payload, file, sample)
+    outputs: dict = {}
+    if from_run:
+        import asyncio
+
+        from flows.runner import with_api
+
+        past_payload, outputs = with_api(lambda: asyncio.run(past_run(from_run)))
+        if not (payload or file or sample):
+            data = past_payload
+    missing = sorted(pipeline.ancestors(node_id) - set(outputs))
+    if missing:
+        typer.echo(f"note: no output of upstream node(s) {', '.join(missing)}", err=True)
+    result = run_stage(pipeline, node_id, data, outputs)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    typer.echo("\n".join(node_block(node_id, result["node_type"], result)))
+    typer.echo("Output:")
+    typer.echo(json.dumps(result["output"], indent=2, default=str, ensure_ascii=False))
 
 
 @app.command()

@@ -138,7 +138,12 @@ async def read_run(run_id: str) -> dict[str, Any]:
         )
     table = next((a for a in artifacts if a.type == "table" and (a.key or "").startswith("opsflow-")), None)
     markdown = next(
-        (a for a in artifacts if a.type == "markdown" and (a.key or "").startswith("opsflow-")), None
+        (
+            a
+            for a in artifacts
+            if a.type == "markdown" and (a.key or "").startswith("opsflow-") and a.key.endswith("-summary")
+        ),
+        None,
     )
     rows = (json.loads(table.data) if isinstance(table.data, str) else table.data) if table else []
     facts = _summary(markdown.data) if markdown and isinstance(markdown.data, str) else {"skipped": {}}

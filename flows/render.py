@@ -146,6 +146,33 @@ def _seed_lines(node_type: str, output: dict[str, Any]) -> list[str]:
     return [f"  {key}: {_short(value)}" for key, value in output.items()]
 
 
+def node_block(
+    node_id: str,
+    node_type: str,
+    node: dict[str, Any] | None,
+    node_lines: Callable[[str, dict[str, Any]], list[str]] | None = None,
+) -> list[str]:
+    """One node of a result: `--- type (id) ---` and the seeds' lines for its type."""
+    lines = [f"--- {node_type} ({node_id}) ---"]
+    if node is None:
+        return [*lines, "  (not executed)"]
+    if node["skipped"]:
+        return [*lines, f"  (skipped) {node.get('skip_reason') or ''}".rstrip()]
+    if node.get("summary"):
+        lines.append(f"  {_short(node['summary'])}")
+    if node.get("output"):
+        lines += _seed_lines(node_type, node["output"])
+    if node["errors"]:
+        lines.append("  Errors: " + "; ".join(str(error.get("message")) for error in node["errors"]))
+    if node_lines is not None:
+        lines += node_lines(node_id, node)
+    attempts = node.get("attempts") or 1
+    lines.append(
+        f"  Duration: {node['duration_ms']:.1f} ms ({attempts} attempt{'s' if attempts > 1 else ''})"
+    )
+    return lines
+
+
 def result_text(
     result: dict[str, Any],
     *,
@@ -185,25 +212,7 @@ def result_text(
     for node_id in order:
         node = result["node_results"].get(node_id)
         node_type = node["node_type"] if node else (nodes or {}).get(node_id, "?")
-        lines += ["", f"--- {node_type} ({node_id}) ---"]
-        if node is None:
-            lines.append("  (not executed)")
-            continue
-        if node["skipped"]:
-            lines.append(f"  (skipped) {node.get('skip_reason') or ''}".rstrip())
-            continue
-        if node.get("summary"):
-            lines.append(f"  {_short(node['summary'])}")
-        if node.get("output"):
-            lines += _seed_lines(node_type, node["output"])
-        if node["errors"]:
-            lines.append("  Errors: " + "; ".join(str(error.get("message")) for error in node["errors"]))
-        if node_lines is not None:
-            lines += node_lines(node_id, node)
-        attempts = node.get("attempts") or 1
-        lines.append(
-            f"  Duration: {node['duration_ms']:.1f} ms ({attempts} attempt{'s' if attempts > 1 else ''})"
-        )
+        lines += ["", *node_block(node_id, node_type, node, node_lines)]
     lines += extra or []
     lines.append("")
     status_line = STATUS_LINE.get(result["status"], unknown_status or result["status"])
