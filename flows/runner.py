@@ -58,7 +58,7 @@ def run_from_cli(
         if not verbose:
             quiet_engine_lines()
         # with --json, stdout carries only the result: console notifications go to stderr
-        out = sys.stderr if as_json else sys.stdout
+        out = sys.stderr if as_json else _ReaderSafe(sys.stdout)
         listener = progress_printer(sys.stderr)
         watcher = RetryWatcher()
         engine_log = logging.getLogger("prefect.task_runs")
@@ -125,6 +125,32 @@ def _print_to_reader(text: str) -> None:
     except BrokenPipeError:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class _ReaderSafe:
+    """stdout for the run's console notifications: a reader gone (`| head -3`) fails no node."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class _Interrupt:

@@ -123,4 +123,4 @@ def test_a_reader_that_stops_early_is_not_an_error(prefect_api):
     _, err = process.communicate(timeout=180)
     err = err.decode()
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
-    assert process.returncode in (0, 1), err
+    assert "FAILED" not in err and process.returncode == 0, err  # the console notification fails no node
