@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -179,3 +180,19 @@ def test_ingest_output_carries_the_seed_keys(monkeypatch, tmp_path):
     again = ingest(resolved)
     assert (again["alerts_created"], again["alerts_updated"], again["alerts_resolved"]) == (0, alerts, alerts)
     assert (again["incidents_created"], again["incidents_updated"]) == (0, 1)
+
+
+def test_the_files_the_readme_uses_are_shipped_and_work(cli_run):
+    readme = (ROOT / "README.md").read_text()
+    using = readme.split("## Using it", 1)[1].split("\n## ", 1)[0]
+    mentioned = sorted(set(re.findall(r"\bexamples/[\w.\-/]+", using)))
+    assert mentioned == ["examples/.env.example", "examples/alert.json"]
+    assert all((ROOT / path).is_file() for path in mentioned)
+    code, out, err = cli_run(
+        "run", "-d", "alert-triage", "--file", str(ROOT / "examples/alert.json"), "--dry-run"
+    )
+    assert code == 0 and '"receiver": "alertmonitor_swarm"' in out, err
+    code, _, err = cli_run(
+        "run", "-d", "health-check", "--env-file", str(ROOT / "examples/.env.example"), "--dry-run"
+    )
+    assert code == 0, err
