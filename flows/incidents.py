@@ -10,6 +10,9 @@ from nodes.errors import UsageError
 def incidents_table(status: str | None, limit: int) -> list[str]:
     from nodes.ingest.store import list_incidents
 
+    if status is not None and status not in ("open", "resolved"):
+        raise UsageError(f"--status must be open or resolved, not {status!r}")
+
     rows = list_incidents(status, limit)
     if not rows:
         return ["No incidents."]
