@@ -64,6 +64,9 @@ def _stamp(value: datetime | None) -> str | None:
 
 def _summary(markdown: str) -> dict[str, Any]:
     """The facts of the markdown artifact (`flows.render.artifact_markdown`), by line."""
+    from flows.stage import OUTPUTS_HEADING
+
+    markdown = markdown.split(OUTPUTS_HEADING, 1)[0]  # the node outputs are not facts of the run
     facts: dict[str, Any] = {"skipped": {}}
     patterns = {
         "definition": r"^# (.+): (\S+)$",

@@ -34,7 +34,7 @@ from flows.engine import RunBook  # noqa: E402
 from flows.live import CANCELLED, PROGRESS, emit, watch_loop  # noqa: E402
 from flows.policies import HOOKS, remember  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
-from flows.stage import OUTPUTS_SUFFIX, outputs_markdown  # noqa: E402
+from flows.stage import outputs_markdown  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
 from nodes.errors import DefinitionError, NodeError, OpsflowError  # noqa: E402
 from nodes.runtime import execute_node, node_result  # noqa: E402
@@ -362,13 +362,10 @@ async def _attach_artifacts(pipeline: Pipeline, result: dict[str, Any]) -> None:
         await acreate_table_artifact(
             table=artifact_rows(pipeline, result), key=key, description=f"{pipeline.name}: nodes of this run"
         )
-        await acreate_markdown_artifact(
-            markdown=artifact_markdown(pipeline, result), key=f"{key}-summary", description="Run summary"
-        )
-        await acreate_markdown_artifact(  # what `pipeline run-stage --from-run` starts from
-            markdown=outputs_markdown(result),
-            key=f"{key}{OUTPUTS_SUFFIX}",
-            description="Node outputs (redacted)",
+        await acreate_markdown_artifact(  # with the node outputs `pipeline run-stage --from-run` reads
+            markdown=artifact_markdown(pipeline, result) + outputs_markdown(result),
+            key=f"{key}-summary",
+            description="Run summary",
         )
     except Exception as exc:  # the run's outcome matters more than its report
         get_run_logger().warning("could not attach the result artifacts: %s", exc)

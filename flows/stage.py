@@ -1,7 +1,7 @@
 """`pipeline run-stage`: one node of a definition, run here for debugging, without a flow run.
 
-Its upstream outputs come from a past run (`--from-run`): every flow run attaches its
-node outputs (redacted, so secrets read `***`) as a markdown artifact for this.
+Its upstream outputs come from a past run (`--from-run`): every flow run's summary
+artifact ends with its node outputs (redacted, so secrets read `***`) as a JSON block.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from typing import Any
 from flows.definition import Pipeline
 from nodes.errors import UsageError
 
-__all__ = ["OUTPUTS_SUFFIX", "outputs_markdown", "past_run", "run_stage"]
+__all__ = ["OUTPUTS_HEADING", "outputs_markdown", "past_run", "run_stage"]
 
-OUTPUTS_SUFFIX = "-outputs"
+OUTPUTS_HEADING = "## Node outputs (redacted)"
 # an artifact over this is stored without the outputs (they would not help anyone read it)
-MAX_OUTPUTS_CHARS = 512 * 1024
+MAX_OUTPUTS_CHARS = 256 * 1024
 _FENCE = re.compile(r"```json\n(.*)\n```", re.DOTALL)
 
 
 def outputs_markdown(result: dict[str, Any]) -> str:
-    """The run's node outputs (already redacted) as a JSON block in markdown."""
+    """The run's node outputs (already redacted): a section of the summary artifact."""
     outputs = {
         node_id: node.get("output")
         for node_id, node in result["node_results"].items()
@@ -32,9 +32,7 @@ def outputs_markdown(result: dict[str, Any]) -> str:
     text = json.dumps(outputs, indent=1, default=str, ensure_ascii=False)
     if len(text) > MAX_OUTPUTS_CHARS:
         text = json.dumps({"truncated": f"outputs over {MAX_OUTPUTS_CHARS} characters are not kept"})
-    return (
-        f"Node outputs of this run (redacted), for `pipeline run-stage --from-run`:\n\n```json\n{text}\n```"
-    )
+    return f"\n\n{OUTPUTS_HEADING}\n\nFor `pipeline run-stage --from-run`.\n\n```json\n{text}\n```"
 
 
 async def past_run(ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -50,10 +48,9 @@ async def past_run(ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
         )
     payload = (flow_run.parameters or {}).get("payload") or {}
-    found = next(
-        (a for a in artifacts if a.type == "markdown" and (a.key or "").endswith(OUTPUTS_SUFFIX)), None
-    )
-    match = _FENCE.search(found.data) if found is not None and isinstance(found.data, str) else None
+    found = next((a for a in artifacts if a.type == "markdown" and (a.key or "").endswith("-summary")), None)
+    data = found.data if found is not None and isinstance(found.data, str) else ""
+    match = _FENCE.search(data.split(OUTPUTS_HEADING, 1)[1]) if OUTPUTS_HEADING in data else None
     if match is None:
         raise UsageError(f"Flow run {ref} kept no node outputs (it ran before outputs were recorded)")
     outputs = json.loads(match.group(1))
