@@ -158,3 +158,18 @@ def test_a_second_ctrl_c_exits_at_once(prefect_api, tmp_path, hanging_url):
     # 130 from the handler; -SIGINT when it lands while the interpreter is finalizing (its handlers
     # are reset then): a shell reports both as 130
     assert process.wait(timeout=EXIT_BOUND_SECONDS) in (130, -signal.SIGINT)
+
+
+def test_ctrl_c_while_paused_for_an_approval(prefect_api, tmp_path):
+    name = f"ctrl-c-paused-{os.getpid()}"
+    path = tmp_path / f"{name}.json"
+    ask = {"id": "ask", "type": "approval", "config": {"poll_seconds": 1, "timeout_seconds": 300}}
+    path.write_text(json.dumps({"name": name, "version": "1.0", "nodes": [ask]}))
+    stderr_file = tmp_path / "stderr.txt"
+    process = start(str(path), {**os.environ, "PREFECT_API_URL": prefect_api}, stderr_file)
+    wait_for(stderr_file, "waiting: approval pending", process)
+    deadline = time.monotonic() + 60
+    while run_state(prefect_api, name)[0] != "PAUSED" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert interrupt(process) == 130
+    assert run_state(prefect_api, name)[0] == "CANCELLED"  # not Paused forever
