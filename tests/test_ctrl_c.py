@@ -6,6 +6,7 @@ The real command runs in its own process group and gets SIGINT as a terminal sen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,14 +42,35 @@ def definition(tmp_path: Path, name: str, url: str, **defaults) -> str:
     return str(path)
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    """A command that failed the test is killed with its children (the local server has its own session)."""
+    yield
+    import psutil
+
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(process.pid).children(recursive=True):
+                    child.kill()
+            process.kill()
+            process.wait(timeout=30)
+
+
 def start(path: str, env: dict[str, str], stderr_file: Path) -> subprocess.Popen:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run", "--config", path],
         stdout=subprocess.DEVNULL,
         stderr=stderr_file.open("w"),
         env=env,
         start_new_session=True,  # its own group, so the signal below reaches what a terminal's would
     )
+    _STARTED.append(process)
+    return process
 
 
 def wait_for(stderr_file: Path, text: str, process: subprocess.Popen, timeout: float = 180) -> None:
