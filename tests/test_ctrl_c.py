@@ -195,3 +195,25 @@ def test_ctrl_c_while_paused_for_an_approval(prefect_api, tmp_path):
         time.sleep(0.3)
     assert interrupt(process) == 130
     assert run_state(prefect_api, name)[0] == "CANCELLED"  # not Paused forever
+
+
+def test_the_local_server_ends_with_a_killed_command(tmp_path):
+    """The embedded server has its own session (Ctrl-C is the command's); it still dies with it."""
+    import psutil
+
+    path = definition(
+        tmp_path, "killed", f"http://127.0.0.1:{closed_port()}/x", max_retries=20, retry_delay_seconds=2
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    stderr_file = tmp_path / "stderr.txt"
+    process = start(path, env, stderr_file)
+    wait_for(stderr_file, "waiting: retry 1/20", process, timeout=240)
+    servers = psutil.Process(process.pid).children(recursive=True)
+    assert servers, "no local server"
+    process.kill()  # no atexit, no signal of the terminal's reaches the server's session
+    process.wait(timeout=30)
+    _, alive = psutil.wait_procs(servers, timeout=EXIT_BOUND_SECONDS)
+    for leftover in alive:
+        leftover.kill()
+    assert not alive
