@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,11 +183,30 @@ class NodeContext:
     dry_run: bool = False
     attempt: int = 1
     max_attempts: int = 1
+    # time.monotonic() by which this attempt must be over (its timeout from its start):
+    # a given-up attempt may still be running in its thread, and must not act after it
+    deadline: float | None = None
 
     @property
     def last_attempt(self) -> bool:
         """True on the node's final try: the moment to fall back rather than raise."""
         return self.attempt >= self.max_attempts
+
+    def time_left(self, wanted: float, *, keep: float = 0.0) -> float:
+        """`wanted` seconds, cut to what is left of the attempt (less `keep`, saved for later work).
+
+        Every blocking call a handler makes (HTTP, SMTP, a model) takes its timeout from
+        here, so an attempt the node's timeout gave up cannot send anything afterwards.
+        Raises a retryable NodeError when the attempt has no time left at all.
+        """
+        if self.deadline is None:
+            return wanted
+        left = self.deadline - time.monotonic() - keep
+        if left <= 0:
+            from nodes.errors import NodeError
+
+            raise NodeError(f"node {self.node_id!r}: out of time (its timeout has passed)", retryable=True)
+        return min(wanted, left)
 
     def data(self) -> dict[str, Any]:
         """The run context that `when`, JMESPath and `{{ }}` templates see."""
@@ -211,4 +231,5 @@ class NodeContext:
             dry_run=self.dry_run,
             attempt=self.attempt,
             max_attempts=self.max_attempts,
+            deadline=self.deadline,
         )
