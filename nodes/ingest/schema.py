@@ -75,6 +75,18 @@ alerts_table = Table(
     UniqueConstraint("incident_id", "fingerprint", name="uq_opsflow_alerts_incident_fingerprint"),
 )
 
+# what a run's nodes already did (a channel reached), so no retry does it again: see run_memory.py
+run_memory_table = Table(
+    "opsflow_run_memory",
+    metadata,
+    Column("trace_id", String(128), primary_key=True),
+    Column("node_id", String(128), primary_key=True),
+    Column("entry", String(256), primary_key=True),
+    Column("record", _JSON, nullable=False),
+    Column("created_at", _TIME, nullable=False),
+    Index("ix_opsflow_run_memory_created", "created_at"),
+)
+
 
 _UPDATED_ON_CONFLICT = (
     "status",
