@@ -18,7 +18,7 @@ from typing import Any
 
 from nodes.ingest.db import errors, get_engine
 
-__all__ = ["forget", "forget_local", "recall", "recall_local", "remember"]
+__all__ = ["claim", "forget", "forget_local", "recall", "recall_local", "remember"]
 
 _LOCAL_LIMIT = 4096
 _local: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
@@ -87,6 +87,24 @@ def remember(
                 entry,
                 exc,
             )
+
+
+def claim(trace_id: str, node_id: str, entry: str, *, database_url: str | None = None) -> bool:
+    """Record `entry` unless it is recorded already: True for the one caller that recorded it.
+
+    Two processes that may both do a thing (a hook and `pipeline serve`, telling a crash)
+    claim it first; only the winner does it. Database errors are raised (as IngestError).
+    """
+    engine = get_engine(database_url)
+    row = {
+        "trace_id": trace_id,
+        "node_id": node_id,
+        "entry": entry,
+        "record": {"claimed": True},
+        "created_at": datetime.now(UTC),
+    }
+    with errors(engine, "claiming a notification"), engine.begin() as conn:
+        return conn.execute(_insert_once(conn.dialect.name), row).rowcount == 1
 
 
 def forget_local(trace_id: str | None = None) -> None:
