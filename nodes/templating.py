@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from nodes.base import REDACTED, NodeContext
+from nodes.base import REDACTED, NodeContext, is_secret_setting
 from nodes.errors import TemplateError
 
 __all__ = [
@@ -112,7 +112,8 @@ def _lookup(match: re.Match[str], ctx: NodeContext, path: str) -> str:
                 raise TemplateError(f"{where}: environment variable {name} is not set")
             return default
     value = str(value)
-    ctx.secrets.add(value)
+    if kind == "secret" or is_secret_setting(name, value):
+        ctx.secrets.add(value)
     return value
 
 
