@@ -54,7 +54,11 @@ def summarize(payload: dict[str, Any]) -> Summary:
 
 
 def idempotency_key(
-    definition: str, payload: dict[str, Any], summary: Summary, options: dict[str, Any] | None = None
+    definition: str,
+    payload: dict[str, Any],
+    summary: Summary,
+    options: dict[str, Any] | None = None,
+    episodes: dict[str, int] | None = None,
 ) -> str:
     """The key under which Prefect creates at most one flow run for this delivery.
 
@@ -64,10 +68,14 @@ def idempotency_key(
     fires again after it resolved is a new episode and gets a new run. Prefect scopes
     keys by flow, and every definition shares the one flow: the name is in the key.
     `options` (source, environment, incident) are run parameters that make a run different.
+    `episodes` (fingerprint → episode, from _receiver_episodes) tells episodes apart for
+    formats whose alerts carry no start of their own.
     """
     if summary.alerts:
         alerts = sorted((a["fingerprint"], a["status"], a.get("starts_at") or "") for a in summary.alerts)
         material: dict[str, Any] = {"group": summary.group_key, "alerts": alerts}
+        if episodes:
+            material["episodes"] = sorted(episodes.items())
     else:
         material = {"body": {k: v for k, v in payload.items() if k != HTTP_KEY}}
     if options:
