@@ -47,6 +47,15 @@ incidents_table = Table(
     Index("ix_opsflow_incidents_status_updated", "status", "updated_at"),
 )
 
+# one row per group ever seen: ingest locks it first, so the writers of one group (whether
+# an incident exists yet or not) take turns, and a resolved-only delivery that creates the
+# group's first incident cannot race another doing the same
+groups_table = Table(
+    "opsflow_incident_groups",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+)
+
 alerts_table = Table(
     "opsflow_alerts",
     metadata,

@@ -2,9 +2,13 @@
 
 One open incident per group key (a unique `open_key`, cleared on resolution), alerts
 unique per (incident, fingerprint) and written with `INSERT ... ON CONFLICT`. Writers
-of one incident are serialised by a row lock on it (PostgreSQL `FOR UPDATE`) or by the
-database write lock (SQLite `BEGIN IMMEDIATE`), so parallel workers ingesting the same
-group never duplicate an alert or lose a receive.
+of one group are serialised by a row lock on the group's row in `opsflow_incident_groups`
+(an upsert, taken before anything is read: on PostgreSQL the row exists and is locked
+even when the group has no incident yet) or by the database write lock (SQLite
+`BEGIN IMMEDIATE`), so parallel workers ingesting the same group never create its
+incident twice, duplicate an alert, or lose a receive. A lock on the incident row alone
+is not enough: a resolved-only delivery creates the group's first incident already
+resolved, with no `open_key` for a concurrent one to conflict on.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def ingest(
     all_resolved = all(a["status"] == "resolved" for a in alerts)
     A, Inc = alerts_table, incidents_table
     with errors(engine, "ingesting alerts"), engine.begin() as conn:
+        _lock_group(conn, key_hash)
         incident, created = _claim_incident(conn, key, key_hash, title, source, all_resolved, now)
         stored = {
             row[0]: _alert_dict(row)
@@ -121,6 +126,14 @@ def ingest(
         "counts": counts,
         "duplicate": duplicate,
     }
+
+
+def _lock_group(conn, key_hash: str) -> None:
+    """Hold the group's row lock until the transaction ends (inserting the row if it is new)."""
+    from nodes.ingest.schema import groups_table
+
+    stmt = _insert(conn, groups_table).values(key_hash=key_hash)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["key_hash"], set_={"key_hash": key_hash}))
 
 
 def _claim_incident(conn, key, key_hash, title, source, all_resolved, now):
