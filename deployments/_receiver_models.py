@@ -37,11 +37,14 @@ class Delivery(BaseModel):
     """A journaled alert and what became of it."""
 
     delivery_id: str
-    definition: str
-    trace_id: str
-    status: str = Field(description="queued (waiting for Prefect), created, or failed (refused by Prefect).")
+    definition: str | None = Field(default=None, description="Null once expired.")
+    trace_id: str | None = Field(default=None, description="Null once expired.")
+    status: str = Field(
+        description="queued (waiting for Prefect), created, failed (refused by Prefect; a re-delivery "
+        "queues it again), or expired (pruned after the journal's retention)."
+    )
     flow_run_id: str | None = None
-    attempts: int = Field(description="Failed attempts to create the run so far.")
+    attempts: int = Field(default=0, description="Failed attempts to create the run so far.")
     error: str | None = Field(default=None, description="Why the last attempt failed.")
 
 

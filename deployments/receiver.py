@@ -30,7 +30,7 @@ from deployments._receiver_definitions import describe, describe_all, require_de
 from deployments._receiver_dispatch import dispatch
 from deployments._receiver_episodes import Episodes, needs_episodes
 from deployments._receiver_http import ReceiverError, read_json
-from deployments._receiver_journal import QUEUED, Journal
+from deployments._receiver_journal import EXPIRED, QUEUED, Journal
 from deployments._receiver_models import (
     ALERT,
     DEFINITION,
@@ -92,6 +92,7 @@ def create_app(
             app.state.journal = Journal(None if journal is True else journal)
             workers = [
                 asyncio.create_task(app.state.journal.run_writer()),
+                asyncio.create_task(app.state.journal.run_upkeep()),
                 asyncio.create_task(
                     dispatch(app.state.journal, client, slots=app.state.slots, timeout=timeout)
                 ),
@@ -232,6 +233,8 @@ def create_app(
         if store is None:
             raise ReceiverError(404, "this receiver has no journal (start it with --journal)")
         entry = await asyncio.to_thread(store.get, delivery_id[:64])
+        if entry is None and store.expired(delivery_id[:64]):
+            return Delivery(delivery_id=delivery_id[:64], status=EXPIRED)
         if entry is None:
             raise ReceiverError(404, f"no delivery {delivery_id[:64]!r} in the journal")
         return Delivery(
