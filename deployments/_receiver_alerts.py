@@ -11,7 +11,15 @@ from typing import Any
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY, detect_format, get_format
 
-__all__ = ["MAX_EVENTS", "Summary", "canonical_hash", "emit_alert_events", "idempotency_key", "summarize"]
+__all__ = [
+    "MAX_EVENTS",
+    "Summary",
+    "canonical_hash",
+    "count_repeat",
+    "emit_alert_events",
+    "idempotency_key",
+    "summarize",
+]
 
 # one delivery may carry thousands of alerts; past this many, only the count is logged
 MAX_EVENTS = 500
@@ -81,6 +89,23 @@ def idempotency_key(
     if options:
         material["options"] = options
     return f"opsflow-receiver:{definition}:{canonical_hash(material)}"
+
+
+async def count_repeat(summary: Summary) -> None:
+    """A repeated delivery starts no run, so the incident store hears of it here: its alerts'
+    `receive_count` and `last_seen_at` move (in $OPSFLOW_DATABASE_URL's store, under the
+    sender's group: a definition whose ingest node names another store or `group_by` is not
+    counted). A store that cannot be written costs a log line, never the answer."""
+    import asyncio
+
+    from nodes.ingest.store import record_repeat
+
+    if not summary.alerts:
+        return
+    try:
+        await asyncio.to_thread(record_repeat, summary.alerts, key=summary.group_key)
+    except OpsflowError as exc:
+        log.warning("repeated delivery not counted on its incident: %s", exc)
 
 
 def emit_alert_events(summary: Summary, definition: str, flow_run_id: str) -> int:

@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments._receiver_alerts import emit_alert_events, idempotency_key, summarize
+from deployments._receiver_alerts import count_repeat, emit_alert_events, idempotency_key, summarize
 from deployments._receiver_definitions import describe, describe_all, require_definition, validate_named
 from deployments._receiver_dispatch import dispatch
 from deployments._receiver_episodes import Episodes, needs_episodes
@@ -270,6 +270,8 @@ def create_app(
         if state.journal is not None:
             key = key or f"opsflow-receiver:{name}:new:{uuid.uuid4().hex}"  # no key: always a new run
             entry = await state.journal.append(key, name, parameters)
+            if entry.duplicate:
+                await count_repeat(summary)
             return Accepted(
                 flow_run_id=entry.flow_run_id,
                 definition=name,
@@ -286,7 +288,9 @@ def create_app(
             raise
         run_trace = (run.parameters or {}).get("trace_id")
         duplicate = run_trace != trace_id
-        if not duplicate and summary.alerts:
+        if duplicate:
+            await count_repeat(summary)
+        elif summary.alerts:
             emit_alert_events(summary, name, str(run.id))
         log.info(
             "%s: flow run %s%s, %d alert(s)",

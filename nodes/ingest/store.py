@@ -29,6 +29,7 @@ __all__ = [
     "get_incident",
     "ingest",
     "list_incidents",
+    "record_repeat",
     "save_notification_state",
 ]
 
@@ -126,6 +127,43 @@ def ingest(
         "counts": counts,
         "duplicate": duplicate,
     }
+
+
+def record_repeat(alerts: list[dict[str, Any]], *, key: str, database_url: str | None = None) -> int | None:
+    """Count a repeated delivery (one that starts no run) on the group's incident: each of its
+    alerts stored with the same status gets one more receive and a new `last_seen_at`.
+
+    The incident is the group's open one, else its latest; returns its id, or None when the
+    store has no incident for the group yet (the first delivery's run has not ingested it).
+    """
+    from sqlalchemy import select, update
+
+    from nodes.ingest.schema import alerts_table as A
+    from nodes.ingest.schema import incidents_table as Inc
+
+    engine = get_engine(database_url)
+    key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    now = datetime.now(UTC)
+    with errors(engine, "recording a repeated delivery"), engine.begin() as conn:
+        _lock_group(conn, key_hash)
+        incident = conn.execute(select(Inc.c.id).where(Inc.c.open_key == key_hash)).first()
+        if incident is None:
+            latest = select(Inc.c.id).where(Inc.c.key_hash == key_hash).order_by(Inc.c.id.desc()).limit(1)
+            incident = conn.execute(latest).first()
+        if incident is None:
+            return None
+        for status in ("firing", "resolved"):
+            fingerprints = [a["fingerprint"] for a in alerts if a["status"] == status]
+            if fingerprints:
+                where = (
+                    A.c.incident_id == incident.id,
+                    A.c.fingerprint.in_(fingerprints),
+                    A.c.status == status,
+                )
+                conn.execute(
+                    update(A).where(*where).values(receive_count=A.c.receive_count + 1, last_seen_at=now)
+                )
+    return incident.id
 
 
 def _lock_group(conn, key_hash: str) -> None:
