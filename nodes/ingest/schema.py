@@ -42,6 +42,8 @@ incidents_table = Table(
     Column("created_at", _TIME, nullable=False),
     Column("updated_at", _TIME, nullable=False),
     Column("resolved_at", _TIME, nullable=True),
+    # alerts the sender left out of its latest delivery (Alertmanager's truncatedAlerts)
+    Column("truncated_alerts", Integer, nullable=True),
     UniqueConstraint("open_key", name="uq_opsflow_incidents_open_key"),
     Index("ix_opsflow_incidents_key_hash", "key_hash"),
     Index("ix_opsflow_incidents_status_updated", "status", "updated_at"),

@@ -51,8 +51,12 @@ def ingest(
     title: str,
     source: str,
     database_url: str | None = None,
+    truncated_alerts: int = 0,
 ) -> dict[str, Any]:
     """Record one delivery of a group's alerts; return the incident and what changed.
+
+    `truncated_alerts` is how many alerts the sender left out of this delivery (kept on
+    the incident, the latest delivery's count).
 
     Returns `{"incident", "created", "counts": {received, new, updated, resolved},
     "duplicate"}`; `duplicate` means the incident existed and nothing in it changed
@@ -102,6 +106,7 @@ def ingest(
                 open_key=key_hash if status == "open" else None,
                 updated_at=now,
                 resolved_at=resolved_at,
+                truncated_alerts=truncated_alerts or None,
             )
         )
     before = {fp: a["status"] for fp, a in stored.items()}
@@ -119,6 +124,7 @@ def ingest(
         "severity": severity,
         "updated_at": now,
         "resolved_at": resolved_at,
+        "truncated_alerts": truncated_alerts or None,
     }
     duplicate = not created and not new and not changed and incident.status == status
     return {
@@ -378,4 +384,5 @@ def _incident_dict(incident: dict[str, Any], alerts: list[dict[str, Any]]) -> di
         "created_at": _iso(incident["created_at"]),
         "updated_at": _iso(incident["updated_at"]),
         "resolved_at": _iso(incident["resolved_at"]),
+        "truncated_alerts": incident.get("truncated_alerts") or 0,
     }
