@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployments._receiver_prefect import FLOW_NAME
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY, detect_format, get_format
 
@@ -108,41 +110,75 @@ async def count_repeat(summary: Summary) -> None:
         log.warning("repeated delivery not counted on its incident: %s", exc)
 
 
-def emit_alert_events(summary: Summary, definition: str, flow_run_id: str) -> int:
-    """`opsflow.alert.firing|resolved` per alert, related to the flow run; returns how many.
+def emit_alert_events(summary: Summary, definition: str, run) -> int:
+    """`opsflow.alert.firing|resolved` per alert, related to its flow run, the run's deployment
+    and flow, and named by the alertname; returns how many.
 
     Events go to the process's Prefect API (PREFECT_API_URL) through Prefect's
-    background events worker: emitting never blocks nor fails the request.
+    background events worker: emitting never blocks nor fails the request. They are
+    emitted outside any run context: Prefect relates an event to the run current where it
+    is emitted, and inside `pipeline serve --receiver` that was a served run, not the alert's.
     """
+    from prefect.context import FlowRunContext, TaskRunContext
     from prefect.events import emit_event
 
     related = [
-        {"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}
+        {
+            "prefect.resource.id": f"prefect.flow-run.{run.id}",
+            "prefect.resource.role": "flow-run",
+            "prefect.resource.name": str(run.name),
+        }
     ]
+    if run.deployment_id:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.deployment.{run.deployment_id}",
+                "prefect.resource.role": "deployment",
+                "prefect.resource.name": definition,
+            }
+        )
+    if run.flow_id:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.flow.{run.flow_id}",
+                "prefect.resource.role": "flow",
+                "prefect.resource.name": FLOW_NAME,
+            }
+        )
     alerts = summary.alerts[:MAX_EVENTS]
     if len(summary.alerts) > MAX_EVENTS:
         log.warning(
             "run %s: %d alerts; events emitted for the first %d only",
-            flow_run_id,
+            run.id,
             len(summary.alerts),
             MAX_EVENTS,
         )
-    for alert in alerts:
-        emit_event(
-            event=f"opsflow.alert.{'resolved' if alert['status'] == 'resolved' else 'firing'}",
-            resource={
-                "prefect.resource.id": f"opsflow.alert.{alert['fingerprint']}",
-                "prefect.resource.name": alert["title"],
-            },
-            related=related,
-            payload={
-                "definition": definition,
-                "format": summary.format,
-                "fingerprint": alert["fingerprint"],
-                "status": alert["status"],
-                "severity": alert["severity"],
-                "labels": alert["labels"],
-                "starts_at": alert.get("starts_at"),
-            },
-        )
+
+    def emit_all() -> None:
+        FlowRunContext.__var__.set(None)  # in this copy of the context only
+        TaskRunContext.__var__.set(None)
+        for alert in alerts:
+            _emit(emit_event, alert, related, definition, summary.format)
+
+    contextvars.copy_context().run(emit_all)
     return len(alerts)
+
+
+def _emit(emit_event, alert: dict[str, Any], related: list[dict[str, str]], definition: str, fmt) -> None:
+    emit_event(
+        event=f"opsflow.alert.{'resolved' if alert['status'] == 'resolved' else 'firing'}",
+        resource={
+            "prefect.resource.id": f"opsflow.alert.{alert['fingerprint']}",
+            "prefect.resource.name": alert["labels"].get("alertname") or alert["title"],
+        },
+        related=related,
+        payload={
+            "definition": definition,
+            "format": fmt,
+            "fingerprint": alert["fingerprint"],
+            "status": alert["status"],
+            "severity": alert["severity"],
+            "labels": alert["labels"],
+            "starts_at": alert.get("starts_at"),
+        },
+    )

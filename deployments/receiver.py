@@ -291,7 +291,7 @@ def create_app(
         if duplicate:
             await count_repeat(summary)
         elif summary.alerts:
-            emit_alert_events(summary, name, str(run.id))
+            emit_alert_events(summary, name, run)
         log.info(
             "%s: flow run %s%s, %d alert(s)",
             name,
