@@ -10,13 +10,68 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+from fuzz_settings import FEW
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_faults_prefect import PrefectServer, prefect_server  # noqa: F401
 from test_receiver import ThreadedServer, alertmanager, deployments, unique  # noqa: F401
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
+
+SEEDS = sorted((Path(__file__).resolve().parent / "fixtures" / "inbound").glob("*.json"))
+FUZZ = settings(FEW, max_examples=40)
+
+
+@st.composite
+def with_nuls(draw) -> str:
+    """A real payload with NULs put into some of its keys and strings (at least one), as JSON."""
+    payload = json.loads(draw(st.sampled_from(SEEDS)).read_text())
+    marks = [0]
+
+    def spoil(text: str) -> str:
+        if not draw(st.integers(0, 3)):
+            marks[0] += 1
+            at = draw(st.integers(0, len(text)))
+            return text[:at] + "\x00" * draw(st.integers(1, 3)) + text[at:]
+        return text
+
+    def walk(value):
+        if isinstance(value, dict):
+            return {spoil(k): walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return spoil(value) if isinstance(value, str) else value
+
+    payload = walk(payload)
+    if not marks[0]:
+        payload["\x00"] = "\x00"
+    return json.dumps(payload)
+
+
+def fuzz(url: str, api_url: str, journaled: bool) -> None:
+    """Every NUL-spoiled payload is answered 202 (or 400), and its run is created (never a 503)."""
+    pending: list[str] = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+
+        @FUZZ
+        @given(with_nuls())
+        def case(body: str) -> None:
+            answer = client.post("/pipeline", content=body, headers={"content-type": "application/json"})
+            assert answer.status_code in (202, 400), answer.text
+            if answer.status_code == 202 and journaled:
+                pending.append(answer.json()["delivery_id"])
+
+        case()
+        deadline = time.monotonic() + 120
+        for delivery_id in pending:  # the journal creates each run: no endless retry
+            while (found := client.get(f"/deliveries/{delivery_id}").json())["status"] == "queued":
+                assert time.monotonic() < deadline, found
+                time.sleep(0.1)
+            assert found["status"] == "created", found
 
 
 def nul_payload(name: str) -> tuple[str, dict]:
@@ -77,7 +132,17 @@ def test_nul_is_stripped_for_prefect_on_postgresql(prefect_server, postgres_url,
         body, stripped = nul_payload(unique("NulPg"))
         with ThreadedServer(create_app(prefect_server.api_url, timeout=30, journal=journal)) as server:
             _, params = post_until_run(server.url, body, prefect_server.api_url)
+            fuzz(server.url, prefect_server.api_url, bool(journal))
         assert params["payload"] == stripped, journal
+
+
+@pytest.mark.parametrize("journaled", [False, True], ids=["direct", "journal"])
+def test_nul_fuzz_on_the_session_server(deployments, prefect_api, tmp_path, journaled):  # noqa: F811
+    from deployments.receiver import create_app
+
+    journal = f"sqlite:///{tmp_path / 'j.db'}" if journaled else False
+    with ThreadedServer(create_app(timeout=60, journal=journal)) as server:
+        fuzz(server.url, prefect_api, journaled)
 
 
 def test_text_without_nul_is_left_as_sent(deployments, prefect_api):  # noqa: F811
