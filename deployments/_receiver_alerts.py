@@ -68,7 +68,7 @@ def idempotency_key(
     payload: dict[str, Any],
     summary: Summary,
     options: dict[str, Any] | None = None,
-    episodes: dict[str, int] | None = None,
+    episodes: dict[str, str] | None = None,
 ) -> str:
     """The key under which Prefect creates at most one flow run for this delivery.
 
@@ -78,7 +78,7 @@ def idempotency_key(
     fires again after it resolved is a new episode and gets a new run. Prefect scopes
     keys by flow, and every definition shares the one flow: the name is in the key.
     `options` (source, environment, incident) are run parameters that make a run different.
-    `episodes` (fingerprint → episode, from _receiver_episodes) tells episodes apart for
+    `episodes` (fingerprint → episode token, from _receiver_episodes) tells episodes apart for
     formats whose alerts carry no start of their own.
     """
     if summary.alerts:

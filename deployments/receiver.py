@@ -304,7 +304,7 @@ def create_app(
     return app
 
 
-async def _episodes(episodes: Episodes, name: str, summary) -> dict[str, int] | None:
+async def _episodes(episodes: Episodes, name: str, summary) -> dict[str, str] | None:
     """The alerts' episodes when their format does not tell them apart; 503 if the store is away."""
     if not needs_episodes(summary.format, summary.alerts):
         return None

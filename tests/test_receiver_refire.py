@@ -140,3 +140,24 @@ def test_refiring_after_resolve_is_a_new_run_and_a_repeat_is_not(receiver, fmt):
         assert post(make(marker, "firing", 2)) == (refired, True)
         again, dup = post(make(marker, "resolved", 2))
         assert dup is False and again not in {fired, resolved, refired}, fmt
+
+
+def test_an_alert_forgotten_after_its_retention_never_reuses_an_old_episodes_key(deployments):  # noqa: F811
+    """Episode rows are pruned after a month of silence; the next firing must be a new run,
+    not the first episode's (a counter restarting at 1 would give the first key again)."""
+    from deployments.receiver import create_app
+
+    app = create_app(timeout=60)
+    payload = generic(unique("Forgotten"), "firing", 1)
+    with ThreadedServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        first = client.post("/pipeline", json=payload).json()
+        client.post("/pipeline", json=generic(payload["title"], "resolved", 1))
+        second = client.post("/pipeline", json=payload).json()
+        assert app.state.episodes.prune(older_than=-1) >= 1
+        third = client.post("/pipeline", json=payload).json()
+        repeat = client.post("/pipeline", json=payload).json()
+    assert not third["duplicate"] and third["flow_run_id"] not in {
+        first["flow_run_id"],
+        second["flow_run_id"],
+    }
+    assert repeat["duplicate"] and repeat["flow_run_id"] == third["flow_run_id"]
