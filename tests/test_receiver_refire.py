@@ -161,3 +161,30 @@ def test_an_alert_forgotten_after_its_retention_never_reuses_an_old_episodes_key
         second["flow_run_id"],
     }
     assert repeat["duplicate"] and repeat["flow_run_id"] == third["flow_run_id"]
+
+
+@pytest.mark.parametrize(
+    "journal", ["", pytest.param("postgresql", marks=pytest.mark.postgres)], ids=["direct", "pg-journal"]
+)
+def test_concurrent_deliveries_of_one_refire_make_one_run(deployments, request, journal):  # noqa: F811
+    """Senders retrying at once (or two receivers) agree on the one new episode."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deployments.receiver import create_app
+
+    url = request.getfixturevalue("postgres_url") if journal else False
+    marker = unique("Concurrent")
+    with ThreadedServer(create_app(timeout=60, journal=url)) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            first = run_of(client, client.post("/pipeline", json=grafana_legacy(marker, "firing", 1)).json())
+            client.post("/pipeline", json=grafana_legacy(marker, "resolved", 1))
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(
+                    pool.map(
+                        lambda _: client.post("/pipeline", json=grafana_legacy(marker, "firing", 2)), range(8)
+                    )
+                )
+            assert {a.status_code for a in answers} == {202}
+            runs = {run_of(client, a.json()) for a in answers}
+    assert len(runs) == 1 and first not in runs
+    assert sorted(a.json()["duplicate"] for a in answers) == [False] + [True] * 7
