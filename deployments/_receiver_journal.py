@@ -134,13 +134,14 @@ class Journal:
         or its database is unreachable, so the sender retries."""
         if self.queued >= self.capacity:
             known = await asyncio.to_thread(self.find, key)
-            if known is not None:  # a re-delivery is answered even when full
+            if known is not None and known.status != FAILED:  # a re-delivery is answered even when full
                 return known
-            raise ReceiverError(
-                503,
-                f"the receiver journal holds {self.queued} alerts still waiting for Prefect; retry later",
-                {"Retry-After": "30"},
-            )
+            if known is None:  # a failed one is queued again below, past the capacity by one
+                raise ReceiverError(
+                    503,
+                    f"the receiver journal holds {self.queued} alerts still waiting for Prefect; retry later",
+                    {"Retry-After": "30"},
+                )
         row = {
             "id": new_id(),
             "key": key,

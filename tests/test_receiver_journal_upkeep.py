@@ -153,3 +153,24 @@ def test_a_bad_retention_setting_is_a_clear_error(tmp_path, monkeypatch):
         monkeypatch.setenv("OPSFLOW_JOURNAL_RETENTION_DAYS", bad)
         with pytest.raises(OpsflowError, match="OPSFLOW_JOURNAL_RETENTION_DAYS: expected a positive"):
             Journal(f"sqlite:///{tmp_path / 'j.db'}")
+
+
+def test_a_failed_entry_is_queued_again_even_when_the_journal_is_full(tmp_path):
+    from deployments._receiver_http import ReceiverError
+    from deployments._receiver_journal import Journal
+
+    async def scenario():
+        journal = Journal(f"sqlite:///{tmp_path / 'j.db'}", capacity=1)
+        writer = asyncio.create_task(journal.run_writer())
+        try:
+            refused = await journal.append("key-a", "alert-triage", {"trace_id": "ta"})
+            await asyncio.to_thread(journal.failed, refused.id, "HTTP 422 refused")
+            await journal.append("key-b", "alert-triage", {"trace_id": "tb"})  # now full
+            with pytest.raises(ReceiverError):
+                await journal.append("key-c", "alert-triage", {"trace_id": "tc"})
+            return refused, await journal.append("key-a", "alert-triage", {"trace_id": "again"})
+        finally:
+            writer.cancel()
+
+    refused, again = asyncio.run(scenario())
+    assert again.id == refused.id and again.status == "queued" and again.duplicate is False
