@@ -79,6 +79,7 @@ def test_output_shape_and_repeat_delivery():
         "created_at",
         "updated_at",
         "resolved_at",
+        "truncated_alerts",
     }
     json.dumps(out)  # a run result must serialise
 
