@@ -86,7 +86,13 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
         _track_secret_url(url, ctx)
         truncated = parsed.extra.get("truncated_alerts", 0)
         result = store.ingest(
-            alerts, key=key, title=parsed.title, source=name, database_url=url, truncated_alerts=truncated
+            alerts,
+            key=key,
+            title=parsed.title,
+            source=name,
+            database_url=url,
+            truncated_alerts=truncated,
+            once=(ctx.run.trace_id, ctx.node_id, _digest(payload)),
         )
     else:
         result = _unstored(alerts, key, parsed.title, name, parsed.extra.get("truncated_alerts", 0))
@@ -156,6 +162,14 @@ def _unstored(
         "truncated_alerts": truncated,
     }
     return {"incident": incident, "counts": dict(_ZERO), "created": False, "duplicate": False}
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    """The payload's identity: the same run seeing the same payload again is a retry, not a repeat."""
+    import hashlib
+
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _track_secret_url(url: str, ctx: NodeContext) -> None:
