@@ -92,7 +92,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
             source=name,
             database_url=url,
             truncated_alerts=truncated,
-            once=(ctx.run.trace_id, ctx.node_id, _digest(payload)),
+            once=(ctx.run.trace_id, ctx.node_id, _digest(payload, key)),
         )
     else:
         result = _unstored(alerts, key, parsed.title, name, parsed.extra.get("truncated_alerts", 0))
@@ -164,11 +164,11 @@ def _unstored(
     return {"incident": incident, "counts": dict(_ZERO), "created": False, "duplicate": False}
 
 
-def _digest(payload: dict[str, Any]) -> str:
-    """The payload's identity: the same run seeing the same payload again is a retry, not a repeat."""
+def _digest(payload: dict[str, Any], key: str) -> str:
+    """The delivery's identity: the same run seeing it again is a retry, not a repeat."""
     import hashlib
 
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps([key, payload], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
