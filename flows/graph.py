@@ -61,9 +61,17 @@ def order_problems(pipeline: Pipeline) -> list[str]:
             if target not in reachable:
                 reachable.add(target)
                 stack.append(target)
-    for node in pipeline.definition.nodes:
-        if node.id not in reachable:
-            problems.append(f"node {node.id!r}: unreachable from the entry node {pipeline.entry!r}")
+    for node_id in pipeline.successors:
+        if node_id in reachable:
+            continue
+        if not pipeline.predecessors[node_id]:
+            # a second root is never run as one: only the first node is the entry
+            problems.append(
+                f"node {node_id!r}: unreachable from the entry node {pipeline.entry!r} "
+                "(no node leads to it, and only the first node is an entry)"
+            )
+        else:
+            problems.append(f"node {node_id!r}: unreachable from the entry node {pipeline.entry!r}")
     if cycle:
         return problems
     for node in pipeline.definition.nodes:

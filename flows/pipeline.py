@@ -30,7 +30,7 @@ from prefect.utilities.annotations import quote  # noqa: E402
 
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
-from flows.engine import RunBook  # noqa: E402
+from flows.engine import RunBook, WhenFailed  # noqa: E402
 from flows.policies import HOOKS, remember  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
@@ -250,9 +250,19 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
             progressed = False
             for node_id in book.ready():
                 node = pipeline.nodes[node_id]
-                reason = book.skip_reason(node_id, ctx.data())
+                try:
+                    reason = book.skip_reason(node_id, ctx.data())
+                except WhenFailed as exc:
+                    message = ctx.secrets.redact(str(exc))
+                    error = {"message": message, "retryable": False}
+                    book.fail(node_id, node_result(node_id, node.type, errors=[error]), message)
+                    ctx.nodes[node_id] = None
+                    _emit(book, node_id, total)
+                    progressed = True
+                    continue
                 if reason:
                     book.skipped(node_id, node_result(node_id, node.type, skipped=True, skip_reason=reason))
+                    ctx.nodes[node_id] = None  # a join after it sees this input as null
                     _emit(book, node_id, total)
                     progressed = True
                     continue
@@ -307,6 +317,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
             else:
                 book.fail(node_id, *_failure(node_id, node.type, state, ctx))
+                ctx.nodes[node_id] = None
             _emit(book, node_id, total)
 
 

@@ -256,3 +256,19 @@ def test_execute_node_shapes_results_and_scrubs_secrets(monkeypatch):
 def test_secrets_ignore_tiny_values():
     secrets = Secrets({"ab", "abcd"})
     assert secrets.redact("ab abcd") == "ab ***"
+
+
+@pytest.mark.parametrize("value", [0, 0.0, "0", [0], {"a": None}, True])
+def test_jmespath_truthiness_in_condition_and_transform(value):
+    config = condition.Config.model_validate({"if": "payload.v", "then": "yes", "else": "no"})
+    assert condition.run(config, ctx(payload={"v": value}))["branch"] == "then"
+    out = transform.run(
+        transform.Config(expression="payload.v && 'kept' || 'dropped'"), ctx(payload={"v": value})
+    )
+    assert out == {"value": "kept"}
+
+
+@pytest.mark.parametrize("value", [None, False, "", [], {}])
+def test_jmespath_falsy_values(value):
+    config = condition.Config.model_validate({"if": "payload.v", "then": "yes", "else": "no"})
+    assert condition.run(config, ctx(payload={"v": value}))["branch"] == "else"
