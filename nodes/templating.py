@@ -17,12 +17,15 @@ from nodes.base import REDACTED, NodeContext
 from nodes.errors import TemplateError
 
 __all__ = [
+    "MAX_RENDERED_CHARS",
     "REFERENCE",
+    "check_template",
     "has_dynamic",
     "mask_references",
     "referenced_names",
     "render_template",
     "resolve",
+    "template_ast",
 ]
 
 # ${NAME}, ${NAME:-default}, ${secret:NAME}
@@ -116,6 +119,12 @@ def _lookup(match: re.Match[str], ctx: NodeContext, path: str) -> str:
     return value
 
 
+# the most text one rendered string may hold; larger output fails the node, not the host
+MAX_RENDERED_CHARS = 1024 * 1024
+# str methods whose first argument is a width: `'a'.ljust(10**9)` would allocate it whole
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
 @lru_cache(maxsize=512)
 def _compile(source: str):
     from jinja2 import TemplateSyntaxError
@@ -126,22 +135,96 @@ def _compile(source: str):
         raise TemplateError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
 
 
+def check_template(source: str) -> str | None:
+    """The syntax problem of `source` (bad syntax, an unknown filter or test), or None."""
+    try:
+        _compile(source)
+    except TemplateError as exc:
+        return exc.message
+    return None
+
+
+def template_ast(source: str):
+    """The parsed template (jinja2 nodes), for load-time checks of the names it uses."""
+    return _environment().parse(source)
+
+
+def _too_big(size: int) -> None:
+    if size > MAX_RENDERED_CHARS:
+        raise TemplateError(f"rendered output over {MAX_RENDERED_CHARS} characters (the cap)")
+
+
+def _size(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else None
+
+
 @lru_cache(maxsize=1)
 def _environment():
+    import json
+
     from jinja2 import ChainableUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    class Undefined(ChainableUndefined):
-        """Missing values render empty (a notification beats none), sandbox escapes raise."""
+    class StrictUndefined(ChainableUndefined):
+        """A missing name fails the render; `| default(...)` and `is defined` still see it.
 
-        def __str__(self) -> str:
-            if self._undefined_exception is SecurityError:
-                self._fail_with_undefined_error()
-            return super().__str__()
+        Chaining (`nodes.x.y | default('n/a')`) keeps working; printing, testing or
+        iterating a missing value raises (a sandbox escape raises its SecurityError).
+        """
 
-    env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False)
+        __str__ = __iter__ = __len__ = __bool__ = __eq__ = __ne__ = __hash__ = __contains__ = (
+            ChainableUndefined._fail_with_undefined_error
+        )
+
+    class Environment(ImmutableSandboxedEnvironment):
+        """The sandbox, refusing arithmetic that would build a huge value before the size cap sees it."""
+
+        intercepted_binops = frozenset({"*", "**", "+"})
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*":
+                for seq, count in ((left, right), (right, left)):
+                    size = _size(seq)
+                    if size is not None and isinstance(count, int):
+                        _too_big(size * max(count, 0))
+            elif operator == "+":
+                sizes = (_size(left), _size(right))
+                if None not in sizes:
+                    _too_big(sizes[0] + sizes[1])
+            elif operator == "**" and isinstance(right, int) and isinstance(left, int) and abs(left) > 1:
+                if right > 4096:
+                    raise TemplateError(f"exponent {right} too large")
+            return super().call_binop(context, operator, left, right)
+
+        def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - jinja2's signature
+            if getattr(__obj, "__name__", None) in _WIDTH_METHODS and isinstance(
+                getattr(__obj, "__self__", None), str
+            ):
+                for arg in (*args, *kwargs.values()):
+                    if isinstance(arg, int):
+                        _too_big(arg)
+            return super().call(__context, __obj, *args, **kwargs)
+
+    def finalize(value: Any) -> Any:
+        """Lists and objects print as JSON, not as Python's repr."""
+        if isinstance(value, (dict, list, tuple)):
+            return json.dumps(value, default=str, ensure_ascii=False)
+        return value
+
+    env = Environment(undefined=StrictUndefined, autoescape=False, finalize=finalize)
     env.filters["tojson"] = _tojson
+    for name in ("center", "indent"):
+        env.filters[name] = _capped_width(env.filters[name])
     return env
+
+
+def _capped_width(filter_fn):
+    def capped(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(width, int):
+            _too_big(width)
+        return filter_fn(value, width, *args, **kwargs)
+
+    return capped
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
@@ -151,16 +234,30 @@ def _tojson(value: Any, indent: int | None = None) -> str:
 
 
 def render_template(source: str, data: dict[str, Any], where: str = "template") -> str:
-    """Render a Jinja2 template in the sandbox; errors name `where`."""
+    """Render a Jinja2 template in the sandbox, strictly and at most MAX_RENDERED_CHARS long.
+
+    Errors name `where` (the node and field) and, for an undefined value, the name.
+    """
     from jinja2 import TemplateError as JinjaError
+    from jinja2 import UndefinedError
     from jinja2.sandbox import SecurityError
 
     try:
-        return _compile(source).render(**data)
+        parts: list[str] = []
+        size = 0
+        for part in _compile(source).generate(**data):
+            size += len(part)
+            _too_big(size)
+            parts.append(part)
+        return "".join(parts)
     except TemplateError as exc:
         raise TemplateError(f"{where}: {exc.message}") from exc
     except SecurityError as exc:
         raise TemplateError(f"{where}: unsafe template refused: {exc}") from exc
+    except UndefinedError as exc:
+        raise TemplateError(
+            f"{where}: undefined value: {exc} (use `| default(...)` if it is optional)"
+        ) from exc
     except JinjaError as exc:
         raise TemplateError(f"{where}: template error: {exc}") from exc
     except Exception as exc:  # errors raised by expressions (e.g. 1/0) inside the template

@@ -1,0 +1,81 @@
+"""Strict templates: undefined names fail naming node, field and name; JSON output; a size cap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nodes.base import NodeContext, RunInfo
+from nodes.errors import TemplateError
+from nodes.runtime import execute_node
+from nodes.templating import MAX_RENDERED_CHARS, resolve
+
+
+def ctx(**fields) -> NodeContext:
+    return NodeContext(run=RunInfo(trace_id="t1", definition="test"), node_id="tell", **fields)
+
+
+def test_an_undefined_name_fails_naming_node_field_and_name():
+    with pytest.raises(TemplateError) as info:
+        resolve({"message": "[{{ nodes.analyze.summry }}]"}, ctx(nodes={"analyze": {"summary": "s"}}))
+    message = info.value.message
+    assert message.startswith("node 'tell' config.message: undefined value:")
+    assert "'summry'" in message and "default(" in message
+    with pytest.raises(TemplateError, match=r"config.title: undefined value: 'nothing' is undefined"):
+        resolve({"title": "{{ nothing }}"}, ctx())
+
+
+def test_an_undefined_name_fails_the_node_run():
+    with pytest.raises(TemplateError, match=r"node 'tell': node 'tell' config.title: undefined value"):
+        execute_node("tell", "notify", {"driver": "console", "title": "{{ payload.host }}"}, ctx())
+
+
+def test_default_is_the_way_to_say_optional():
+    got = resolve(
+        {"a": "{{ nodes.gone.summary | default('n/a') }}", "b": "{% if payload.x is defined %}x{% endif %}"},
+        ctx(nodes={"gone": None}),
+    )
+    assert got == {"a": "n/a", "b": ""}
+
+
+def test_lists_and_objects_render_as_json():
+    data = {"tags": ["a", "b"], "labels": {"sev": "high", "n": None, "ok": True}}
+    assert resolve("{{ payload.tags }} {{ payload.labels }}", ctx(payload=data)) == (
+        '["a", "b"] {"sev": "high", "n": null, "ok": true}'
+    )
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 'a' * 100000000 }}",
+        "{{ [1, 2] * 100000000 }}",
+        "{{ 'a'.ljust(100000000) }}",
+        "{{ 'a' | center(100000000) }}",
+        "{% for i in range(100000) %}{{ 'x' * 50 }}{% endfor %}",
+    ],
+)
+def test_rendered_output_is_capped(template):
+    with pytest.raises(TemplateError, match=rf"config.message: rendered output over {MAX_RENDERED_CHARS}"):
+        resolve({"message": template}, ctx())
+
+
+def test_a_gigabyte_template_is_refused_before_it_is_built():
+    """Peak memory of a fresh interpreter stays far below the 1 GB the string would take."""
+    code = (
+        "import resource\n"
+        "from nodes.templating import render_template\n"
+        "try:\n"
+        "    render_template(\"{{ 'a' * 1000000000 }}\", {})\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    name, peak_mb = out.stdout.split()
+    assert name == "TemplateError"
+    assert int(peak_mb) < 300
