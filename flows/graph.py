@@ -20,9 +20,12 @@ def edges(definition: Definition, known: set[str]) -> tuple[dict[str, list[str]]
     nodes = definition.nodes
     successors: dict[str, list[str]] = {node.id: [] for node in nodes}
     chained = not any(node.next is not None or node.type == "condition" for node in nodes)
-    for index, node in enumerate(nodes):
+    # a duplicate id is reported once, by validation; the chain runs over the distinct ids
+    chain = list(successors)
+    for node in nodes:
         if chained:
-            targets = [nodes[index + 1].id] if index + 1 < len(nodes) else []
+            index = chain.index(node.id)
+            targets = [chain[index + 1]] if index + 1 < len(chain) else []
         else:
             targets = node.next_ids()
             if node.type == "condition":
