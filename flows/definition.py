@@ -10,12 +10,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.limits import MAX_DEFINITION_BYTES, LimitError, check_depth, read_limited
 from nodes import NODE_TYPES
 from nodes.errors import DefinitionError
 from nodes.templating import has_dynamic, referenced_names
@@ -200,6 +201,8 @@ def find_definition(name: str) -> Path:
     path = definitions_dir() / f"{name}.json"
     try:
         found = path.is_file()
+        if path.is_dir():
+            raise DefinitionError(f"Pipeline definition {name!r} is a directory: {path}")
     except (OSError, ValueError):  # too long for the file system, or a NUL in the name
         found = False
     if not found:
@@ -208,11 +211,13 @@ def find_definition(name: str) -> Path:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """Parse a definition file; errors say which file and where."""
-    if not path.is_file():
-        raise DefinitionError(f"Config file not found: {path}")
+    """Parse a definition file; errors say which file and where (and which limit, if one is hit)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = read_limited(path, MAX_DEFINITION_BYTES, "Config file")
+        check_depth(text, f"Config file {path}")
+        data = json.loads(text)
+    except LimitError as exc:
+        raise DefinitionError(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise DefinitionError(f"Invalid JSON in config file: {path}: not UTF-8 ({exc.reason})") from None
     except json.JSONDecodeError as exc:
@@ -222,6 +227,39 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DefinitionError(f"Invalid JSON in config file: {path}: the top level must be an object")
     return data
+
+
+def _name_clash(path: Path, name: str) -> None:
+    """DefinitionError when another file of the definitions directory claims the same name."""
+    directory = definitions_dir()
+    try:
+        if path.resolve().parent != directory.resolve():
+            return
+    except OSError:
+        return
+    for other in list_definitions(directory):
+        if other.resolve() != path.resolve() and _declared_name(other) == name:
+            first, second = sorted([path, other])
+            raise DefinitionError(f"definition name {name!r} is used by two files: {first} and {second}")
+
+
+def _declared_name(path: Path) -> str | None:
+    """The name `path` would load as (its `name`, else its stem); None for an unreadable file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _declared_name_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=256)
+def _declared_name_cached(path: str, mtime_ns: int, size: int) -> str | None:
+    try:
+        raw = read_json(Path(path))
+    except DefinitionError:
+        return None
+    name = raw.get("name")
+    return name if isinstance(name, str) and name else Path(path).stem
 
 
 def load_definition(
@@ -250,6 +288,8 @@ def load_definition(
                 return pipeline
         path = Path(text) if is_path else find_definition(text)
         raw, origin, stem = read_json(path), str(path), path.stem
+        declared = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else stem
+        _name_clash(path, declared)
     return validate(raw, source=origin, name=name or raw.get("name") or stem or "inline")
 
 
@@ -257,7 +297,7 @@ def _block_wanted(text: str, source: str) -> bool:
     """Ask Prefect for a block only when told to, or when no file has this name and an API is set."""
     if source == "block" or text.startswith("block:"):
         return True
-    if source == "file" or (definitions_dir() / f"{text}.json").is_file():
+    if source == "file" or (definitions_dir() / f"{text}.json").exists():  # a directory: say so
         return False
     from flows.server import configured_api_url  # env/profile only; no Prefect import
 

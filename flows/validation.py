@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from flows.checks import config_problems, expression_problems
 from flows.definition import SCHEMA_VERSION, Definition, Node, Pipeline, canonical_hash
 from flows.graph import edges, order_problems
+from flows.limits import MAX_NODES, LimitError, check_value_depth
 from nodes import get_node_type
 from nodes.errors import DefinitionError
 from nodes.runtime import format_validation_error
@@ -25,6 +26,7 @@ __all__ = ["validate_definition"]
 
 def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: str | None = None) -> Pipeline:
     """Validate `raw`; raise DefinitionError listing every problem."""
+    _check_limits(raw)
     problems: list[str] = []
     try:
         definition, complete = Definition.model_validate(raw), True
@@ -63,6 +65,17 @@ def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: st
     if problems:
         raise DefinitionError(list(dict.fromkeys(problems)))
     return pipeline
+
+
+def _check_limits(raw: dict[str, Any]) -> None:
+    """Refuse, before any model sees it, a definition too deep or with too many nodes."""
+    try:
+        check_value_depth(raw, "definition")
+    except LimitError as exc:
+        raise DefinitionError(str(exc)) from None
+    nodes = raw.get("nodes")
+    if isinstance(nodes, list) and len(nodes) > MAX_NODES:
+        raise DefinitionError(f"nodes: {len(nodes)} nodes, over {MAX_NODES} (the limit)")
 
 
 def _salvage(raw: dict[str, Any]) -> tuple[Definition | None, bool]:
