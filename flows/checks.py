@@ -20,6 +20,7 @@ __all__ = ["HTTP_URL_FIELDS", "config_problems", "expression_problems"]
 # config keys (at any depth) whose value is an http(s) URL
 HTTP_URL_FIELDS = frozenset({"url", "webhook_url", "api_url", "events_url", "base_url"})
 # config keys holding JMESPath: condition `if`; transform `extract`, `expression`, `mapping` values
+_DICT_METHODS = frozenset({"items", "keys", "values", "get"})
 _EXPRESSION_KEYS = {"condition": ("if",), "transform": ("extract", "expression")}
 
 
@@ -100,6 +101,8 @@ def template_problems(text: str, ids: set[str] | None) -> list[str]:
         if not (isinstance(parent, jinja_nodes.Name) and parent.name == "nodes"):
             continue
         if isinstance(item, jinja_nodes.Getattr):
+            if item.attr in _DICT_METHODS:  # `nodes.items()` walks the outputs
+                continue
             name = item.attr
         elif isinstance(item.arg, jinja_nodes.Const) and isinstance(item.arg.value, str):
             name = item.arg.value

@@ -137,7 +137,11 @@ def test_references_to_missing_nodes_say_did_you_mean():
                 "id": "tell",
                 "type": "notify",
                 "when": "nodes.metric.cpu.percent > `90`",
-                "config": {"driver": "console", "title": "{{ nodes.metrcs.hostname }} {{ nodes['zzz'] }}"},
+                "config": {
+                    "driver": "console",
+                    "title": "{{ nodes.metrcs.hostname }} {{ nodes['zzz'] }}",
+                    "message": "{% for id, o in nodes.items() %}{{ id }}{% endfor %}{{ nodes.get('x') }}",
+                },
             },
             {"id": "shape", "type": "transform", "config": {"source_node": "metrix"}},
         )
