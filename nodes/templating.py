@@ -162,7 +162,7 @@ def _size(value: Any) -> int | None:
 def _environment():
     import json
 
-    from jinja2 import ChainableUndefined
+    from jinja2 import ChainableUndefined, UndefinedError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class StrictUndefined(ChainableUndefined):
@@ -172,9 +172,14 @@ def _environment():
         iterating a missing value raises (a sandbox escape raises its SecurityError).
         """
 
-        __str__ = __iter__ = __len__ = __bool__ = __eq__ = __ne__ = __hash__ = __contains__ = (
-            ChainableUndefined._fail_with_undefined_error
-        )
+        def _fail(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return ChainableUndefined._fail_with_undefined_error(self, *args, **kwargs)
+            except UndefinedError as exc:
+                exc.missing_name = self._undefined_name  # for the error to name the whole path
+                raise
+
+        __str__ = __iter__ = __len__ = __bool__ = __eq__ = __ne__ = __hash__ = __contains__ = _fail
 
     class Environment(ImmutableSandboxedEnvironment):
         """The sandbox, refusing arithmetic that would build a huge value before the size cap sees it."""
@@ -255,10 +260,41 @@ def render_template(source: str, data: dict[str, Any], where: str = "template") 
     except SecurityError as exc:
         raise TemplateError(f"{where}: unsafe template refused: {exc}") from exc
     except UndefinedError as exc:
-        raise TemplateError(
-            f"{where}: undefined value: {exc} (use `| default(...)` if it is optional)"
-        ) from exc
+        path = _path_of(source, getattr(exc, "missing_name", None))
+        shown = f"`{path}` is undefined" if path else f"undefined value: {exc}"
+        if path and str(exc) != f"{path!r} is undefined":
+            shown += f" ({exc})"
+        raise TemplateError(f"{where}: {shown}; use `| default(...)` if it is optional") from exc
     except JinjaError as exc:
         raise TemplateError(f"{where}: template error: {exc}") from exc
     except Exception as exc:  # errors raised by expressions (e.g. 1/0) inside the template
         raise TemplateError(f"{where}: template error: {type(exc).__name__}: {exc}") from exc
+
+
+def _path_of(source: str, name: Any) -> str | None:
+    """The dotted path in `source` that ends in the undefined `name` (`nodes.analyze.summry`)."""
+    if not isinstance(name, str):
+        return None
+    from jinja2 import nodes
+
+    def dotted(node: Any) -> str | None:
+        if isinstance(node, nodes.Name):
+            return node.name
+        if isinstance(node, nodes.Getattr):
+            base = dotted(node.node)
+            return f"{base}.{node.attr}" if base else None
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            base = dotted(node.node)
+            return f"{base}[{node.arg.value!r}]" if base else None
+        return None
+
+    for node in template_ast(source).find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if isinstance(node, nodes.Getitem):
+            last = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        else:
+            last = node.attr if isinstance(node, nodes.Getattr) else node.name
+        if last == name:
+            path = dotted(node)
+            if path:
+                return path
+    return None

@@ -20,15 +20,18 @@ def ctx(**fields) -> NodeContext:
 def test_an_undefined_name_fails_naming_node_field_and_name():
     with pytest.raises(TemplateError) as info:
         resolve({"message": "[{{ nodes.analyze.summry }}]"}, ctx(nodes={"analyze": {"summary": "s"}}))
-    message = info.value.message
-    assert message.startswith("node 'tell' config.message: undefined value:")
-    assert "'summry'" in message and "default(" in message
-    with pytest.raises(TemplateError, match=r"config.title: undefined value: 'nothing' is undefined"):
+    assert info.value.message == (
+        "node 'tell' config.message: `nodes.analyze.summry` is undefined "
+        "('dict object' has no attribute 'summry'); use `| default(...)` if it is optional"
+    )
+    with pytest.raises(TemplateError, match=r"config.title: `nothing` is undefined; use `\| default"):
         resolve({"title": "{{ nothing }}"}, ctx())
+    with pytest.raises(TemplateError, match=r"`payload.flag` is undefined"):
+        resolve({"title": "{% if payload.flag %}x{% endif %}"}, ctx())
 
 
 def test_an_undefined_name_fails_the_node_run():
-    with pytest.raises(TemplateError, match=r"node 'tell': node 'tell' config.title: undefined value"):
+    with pytest.raises(TemplateError, match=r"^node 'tell' config.title: `payload.host` is undefined"):
         execute_node("tell", "notify", {"driver": "console", "title": "{{ payload.host }}"}, ctx())
 
 
