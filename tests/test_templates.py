@@ -58,6 +58,12 @@ def test_lists_and_objects_render_as_json():
         "{{ 'a'.ljust(100000000) }}",
         "{{ 'a' | center(100000000) }}",
         "{% for i in range(100000) %}{{ 'x' * 50 }}{% endfor %}",
+        "{{ (['x' * 1000000] * 1000) | join }}",
+        "{{ ','.join(['x' * 1000000] * 1000) }}",
+        "{{ [['x' * 1000000]] * 1000 }}",
+        "{{ ('a' * 1000000) | replace('a', 'aa') }}",
+        "{{ ('a' * 1000).replace('a', 'a' * 1000000) }}",
+        "{{ 'a' | indent(100000000) }}",
     ],
 )
 def test_rendered_output_is_capped(template):
@@ -65,20 +71,51 @@ def test_rendered_output_is_capped(template):
         resolve({"message": template}, ctx())
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ '%1000000000s' % 'a' }}",
+        "{{ '%*s' % (1000000000, 'a') }}",
+        "{{ '{:>1000000000}'.format('a') }}",
+        "{{ '{:>{w}}'.format('a', w=1000000000) }}",
+        "{{ '%1000000000s' | format('a') }}",
+    ],
+)
+def test_huge_format_widths_are_refused(template):
+    with pytest.raises(
+        TemplateError, match="config.message: a format width or precision that large is refused"
+    ):
+        resolve({"message": template}, ctx())
+
+
+def test_small_values_still_render():
+    template = (
+        "{{ 'ab' * 2 }} {{ [1] + [2] }} {{ '%3s|{:>3}'.format(1) % 'x' }} {{ 'a-b' | replace('-', '+') }}"
+    )
+    assert resolve(template, ctx()) == "abab [1, 2]   x|  1 a+b"
+
+
 def test_a_gigabyte_template_is_refused_before_it_is_built():
-    """Peak memory of a fresh interpreter stays far below the 1 GB the string would take."""
+    """Peak memory of a fresh interpreter stays far below the 1 GB each string would take."""
+    templates = [
+        "{{ 'a' * 1000000000 }}",
+        "{{ '{:>1000000000}'.format('a') }}",
+        "{{ ','.join(['x' * 1000000] * 1000) }}",
+        "{{ ('a' * 1000).replace('a', 'a' * 1000000) }}",
+    ]
     code = (
         "import resource\n"
         "from nodes.templating import render_template\n"
-        "try:\n"
-        "    render_template(\"{{ 'a' * 1000000000 }}\", {})\n"
-        "except Exception as exc:\n"
-        "    print(type(exc).__name__)\n"
+        f"for template in {templates!r}:\n"
+        "    try:\n"
+        "        render_template(template, {})\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    name, peak_mb = out.stdout.split()
-    assert name == "TemplateError"
+    *names, peak_mb = out.stdout.split()
+    assert names == ["TemplateError"] * len(templates)
     assert int(peak_mb) < 300
