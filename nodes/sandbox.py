@@ -176,9 +176,11 @@ def _environment():
             return super().call(__context, __obj, *args, **kwargs)
 
     def finalize(value: Any) -> Any:
-        """Lists and objects print as JSON, not as Python's repr."""
+        """Lists and objects print as JSON, not as Python's repr; a function or class is a mistake."""
         if isinstance(value, (dict, list, tuple)):
             return json.dumps(value, default=str, ensure_ascii=False)
+        if callable(value) and not isinstance(value, ChainableUndefined):
+            raise TemplateError(f"{getattr(value, '__name__', 'a callable')!r} is a function, not a value")
         return value
 
     env = Environment(undefined=StrictUndefined, autoescape=False, finalize=finalize)

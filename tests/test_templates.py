@@ -88,6 +88,12 @@ def test_huge_format_widths_are_refused(template):
         resolve({"message": template}, ctx())
 
 
+@pytest.mark.parametrize("template", ["{{ cycler }}", "{{ payload.items }}", "{{ range }}"])
+def test_printing_a_function_or_class_fails(template):
+    with pytest.raises(TemplateError, match="is a function, not a value"):
+        resolve({"message": template}, ctx(payload={"a": 1}))
+
+
 def test_small_values_still_render():
     template = (
         "{{ 'ab' * 2 }} {{ [1] + [2] }} {{ '%3s|{:>3}'.format(1) % 'x' }} {{ 'a-b' | replace('-', '+') }}"
