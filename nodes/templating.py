@@ -92,7 +92,12 @@ def _resolve_string(text: str, ctx: NodeContext, path: str) -> str:
 
         text = REFERENCE.sub(hold, text)
     if "{{" in text or "{%" in text:
-        text = render_template(text, ctx.data(), where=f"node {ctx.node_id!r} {path}")
+        try:
+            text = render_template(text, ctx.data(), where=f"node {ctx.node_id!r} {path}")
+        except TemplateError:
+            if not ctx.dry_run:
+                raise
+            # a dry run has no node outputs yet: the preview shows the template as written
     if refs:
         text = _PLACEHOLDER_RE.sub(lambda m: refs[int(m.group(1))], text)
     return text

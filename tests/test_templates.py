@@ -125,3 +125,13 @@ def test_a_gigabyte_template_is_refused_before_it_is_built():
     *names, peak_mb = out.stdout.split()
     assert names == ["TemplateError"] * len(templates)
     assert int(peak_mb) < 300
+
+
+def test_a_dry_run_preview_shows_templates_it_cannot_render_yet():
+    config = {"title": "Health check on {{ nodes.metrics.hostname }}", "message": "{{ payload.a }}"}
+    assert resolve(config, ctx(payload={"a": 1}, dry_run=True)) == {
+        "title": "Health check on {{ nodes.metrics.hostname }}",
+        "message": "1",
+    }
+    with pytest.raises(TemplateError, match="`nodes.metrics` is undefined"):
+        resolve(config, ctx(payload={"a": 1}))
