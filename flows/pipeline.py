@@ -31,6 +31,7 @@ from prefect.utilities.annotations import quote  # noqa: E402
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine import RunBook, WhenFailed  # noqa: E402
+from flows.limits import check_value_depth  # noqa: E402
 from flows.policies import HOOKS, remember  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
@@ -180,6 +181,7 @@ async def run_pipeline(
     started = time.perf_counter()
     pipeline = load_definition(definition)
     _check_ids(pipeline, only, skip)
+    check_value_depth(payload, "payload")  # an API caller's payload gets the CLI's limit too
     run_id = str(flow_run.id) if flow_run.id else None
     info = RunInfo(
         trace_id=trace_id or (run_id or uuid.uuid4().hex).replace("-", ""),

@@ -131,3 +131,14 @@ def test_a_when_that_errors_fails_the_node(run):
     error = result["node_results"]["page"]["errors"][0]["message"]
     assert error.startswith("node 'page': when: JMESPath 'length(payload.count) > `0`' failed")
     assert result["error"] == error
+
+
+def test_a_payload_nested_too_deep_fails_the_run_before_any_node(run):
+    deep: dict = {}
+    inner = deep
+    for _ in range(100):
+        inner["x"] = {}
+        inner = inner["x"]
+    state, _ = run(definition({"id": "start", "type": "echo"}), payload=deep)
+    assert state.is_failed()
+    assert "payload: nested more than 64 levels deep (the limit)" in state.message
