@@ -22,9 +22,10 @@ def edges(definition: Definition, known: set[str]) -> tuple[dict[str, list[str]]
     chained = not any(node.next is not None or node.type == "condition" for node in nodes)
     # a duplicate id is reported once, by validation; the chain runs over the distinct ids
     chain = list(successors)
+    position = {node_id: index for index, node_id in enumerate(chain)}
     for node in nodes:
         if chained:
-            index = chain.index(node.id)
+            index = position[node.id]
             targets = [chain[index + 1]] if index + 1 < len(chain) else []
         else:
             targets = node.next_ids()
