@@ -72,7 +72,7 @@ def order_problems(pipeline: Pipeline) -> list[str]:
             # a second root is never run as one: only the first node is the entry
             problems.append(
                 f"node {node_id!r}: unreachable from the entry node {pipeline.entry!r} "
-                "(no node leads to it, and only the first node is an entry)"
+                "(it has no incoming edge; only the first node is an entry)"
             )
         else:
             problems.append(f"node {node_id!r}: unreachable from the entry node {pipeline.entry!r}")

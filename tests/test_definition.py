@@ -146,7 +146,7 @@ def test_cycle_unreachable_and_skip_if_errors():
     assert "node 'b': cycle b → c → b" in found
     assert (
         "node 'island': unreachable from the entry node 'a' "
-        "(no node leads to it, and only the first node is an entry)"
+        "(it has no incoming edge; only the first node is an entry)"
     ) in found
     found = problems(
         make(

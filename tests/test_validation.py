@@ -40,7 +40,7 @@ def test_duplicate_ids_do_not_hide_unreachable_nodes_nor_invent_a_self_cycle():
     assert found == [
         "node 'b': duplicate id",
         "node 'lone': unreachable from the entry node 'a' "
-        "(no node leads to it, and only the first node is an entry)",
+        "(it has no incoming edge; only the first node is an entry)",
     ]
     chained = problems(make({"id": "a", "type": "context"}, {"id": "a", "type": "context"}))
     assert chained == ["node 'a': duplicate id"]
@@ -56,7 +56,7 @@ def test_a_second_root_is_a_validation_error():
     )
     assert found == [
         "node 'b': unreachable from the entry node 'a' "
-        "(no node leads to it, and only the first node is an entry)"
+        "(it has no incoming edge; only the first node is an entry)"
     ]
 
 
