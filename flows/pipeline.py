@@ -31,7 +31,8 @@ from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
 
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
-from flows.engine import RunBook  # noqa: E402
+from flows.engine import RunBook, WhenFailed  # noqa: E402
+from flows.limits import check_value_depth  # noqa: E402
 from flows.policies import HOOKS, remember  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
@@ -187,6 +188,7 @@ async def run_pipeline(
     started = time.perf_counter()
     pipeline = load_definition(definition)
     _check_ids(pipeline, only, skip)
+    check_value_depth(payload, "payload")  # an API caller's payload gets the CLI's limit too
     run_id = str(flow_run.id) if flow_run.id else None
     info = RunInfo(
         trace_id=trace_id or (run_id or uuid.uuid4().hex).replace("-", ""),
@@ -257,9 +259,19 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
             progressed = False
             for node_id in book.ready():
                 node = pipeline.nodes[node_id]
-                reason = book.skip_reason(node_id, ctx.data())
+                try:
+                    reason = book.skip_reason(node_id, ctx.data())
+                except WhenFailed as exc:
+                    message = ctx.secrets.redact(str(exc))
+                    error = {"message": message, "retryable": False}
+                    book.fail(node_id, node_result(node_id, node.type, errors=[error]), message)
+                    ctx.nodes[node_id] = None
+                    _emit(book, node_id, total)
+                    progressed = True
+                    continue
                 if reason:
                     book.skipped(node_id, node_result(node_id, node.type, skipped=True, skip_reason=reason))
+                    ctx.nodes[node_id] = None  # a join after it sees this input as null
                     _emit(book, node_id, total)
                     progressed = True
                     continue
@@ -314,6 +326,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
             else:
                 book.fail(node_id, *_failure(node_id, node.type, state, ctx))
+                ctx.nodes[node_id] = None
             _emit(book, node_id, total)
 
 
