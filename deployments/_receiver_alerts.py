@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployments._receiver_prefect import FLOW_NAME
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY, detect_format, get_format
 
-__all__ = ["MAX_EVENTS", "Summary", "canonical_hash", "emit_alert_events", "idempotency_key", "summarize"]
+__all__ = [
+    "MAX_EVENTS",
+    "Summary",
+    "canonical_hash",
+    "count_repeat",
+    "emit_alert_events",
+    "idempotency_key",
+    "summarize",
+]
 
 # one delivery may carry thousands of alerts; past this many, only the count is logged
 MAX_EVENTS = 500
@@ -54,7 +64,11 @@ def summarize(payload: dict[str, Any]) -> Summary:
 
 
 def idempotency_key(
-    definition: str, payload: dict[str, Any], summary: Summary, options: dict[str, Any] | None = None
+    definition: str,
+    payload: dict[str, Any],
+    summary: Summary,
+    options: dict[str, Any] | None = None,
+    episodes: dict[str, str] | None = None,
 ) -> str:
     """The key under which Prefect creates at most one flow run for this delivery.
 
@@ -64,10 +78,14 @@ def idempotency_key(
     fires again after it resolved is a new episode and gets a new run. Prefect scopes
     keys by flow, and every definition shares the one flow: the name is in the key.
     `options` (source, environment, incident) are run parameters that make a run different.
+    `episodes` (fingerprint → episode token, from _receiver_episodes) tells episodes apart for
+    formats whose alerts carry no start of their own.
     """
     if summary.alerts:
         alerts = sorted((a["fingerprint"], a["status"], a.get("starts_at") or "") for a in summary.alerts)
         material: dict[str, Any] = {"group": summary.group_key, "alerts": alerts}
+        if episodes:
+            material["episodes"] = sorted(episodes.items())
     else:
         material = {"body": {k: v for k, v in payload.items() if k != HTTP_KEY}}
     if options:
@@ -75,41 +93,92 @@ def idempotency_key(
     return f"opsflow-receiver:{definition}:{canonical_hash(material)}"
 
 
-def emit_alert_events(summary: Summary, definition: str, flow_run_id: str) -> int:
-    """`opsflow.alert.firing|resolved` per alert, related to the flow run; returns how many.
+async def count_repeat(summary: Summary) -> None:
+    """A repeated delivery starts no run, so the incident store hears of it here: its alerts'
+    `receive_count` and `last_seen_at` move (in $OPSFLOW_DATABASE_URL's store, under the
+    sender's group: a definition whose ingest node names another store or `group_by` is not
+    counted). A store that cannot be written costs a log line, never the answer."""
+    import asyncio
+
+    from nodes.ingest.store import record_repeat
+
+    if not summary.alerts:
+        return
+    try:
+        await asyncio.to_thread(record_repeat, summary.alerts, key=summary.group_key)
+    except OpsflowError as exc:
+        log.warning("repeated delivery not counted on its incident: %s", exc)
+
+
+def emit_alert_events(summary: Summary, definition: str, run) -> int:
+    """`opsflow.alert.firing|resolved` per alert, related to its flow run, the run's deployment
+    and flow, and named by the alertname; returns how many.
 
     Events go to the process's Prefect API (PREFECT_API_URL) through Prefect's
-    background events worker: emitting never blocks nor fails the request.
+    background events worker: emitting never blocks nor fails the request. They are
+    emitted outside any run context: Prefect relates an event to the run current where it
+    is emitted, and inside `pipeline serve --receiver` that was a served run, not the alert's.
     """
+    from prefect.context import FlowRunContext, TaskRunContext
     from prefect.events import emit_event
 
     related = [
-        {"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}
+        {
+            "prefect.resource.id": f"prefect.flow-run.{run.id}",
+            "prefect.resource.role": "flow-run",
+            "prefect.resource.name": str(run.name),
+        }
     ]
+    if run.deployment_id:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.deployment.{run.deployment_id}",
+                "prefect.resource.role": "deployment",
+                "prefect.resource.name": definition,
+            }
+        )
+    if run.flow_id:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.flow.{run.flow_id}",
+                "prefect.resource.role": "flow",
+                "prefect.resource.name": FLOW_NAME,
+            }
+        )
     alerts = summary.alerts[:MAX_EVENTS]
     if len(summary.alerts) > MAX_EVENTS:
         log.warning(
             "run %s: %d alerts; events emitted for the first %d only",
-            flow_run_id,
+            run.id,
             len(summary.alerts),
             MAX_EVENTS,
         )
-    for alert in alerts:
-        emit_event(
-            event=f"opsflow.alert.{'resolved' if alert['status'] == 'resolved' else 'firing'}",
-            resource={
-                "prefect.resource.id": f"opsflow.alert.{alert['fingerprint']}",
-                "prefect.resource.name": alert["title"],
-            },
-            related=related,
-            payload={
-                "definition": definition,
-                "format": summary.format,
-                "fingerprint": alert["fingerprint"],
-                "status": alert["status"],
-                "severity": alert["severity"],
-                "labels": alert["labels"],
-                "starts_at": alert.get("starts_at"),
-            },
-        )
+
+    def emit_all() -> None:
+        FlowRunContext.__var__.set(None)  # in this copy of the context only
+        TaskRunContext.__var__.set(None)
+        for alert in alerts:
+            _emit(emit_event, alert, related, definition, summary.format)
+
+    contextvars.copy_context().run(emit_all)
     return len(alerts)
+
+
+def _emit(emit_event, alert: dict[str, Any], related: list[dict[str, str]], definition: str, fmt) -> None:
+    emit_event(
+        event=f"opsflow.alert.{'resolved' if alert['status'] == 'resolved' else 'firing'}",
+        resource={
+            "prefect.resource.id": f"opsflow.alert.{alert['fingerprint']}",
+            "prefect.resource.name": alert["labels"].get("alertname") or alert["title"],
+        },
+        related=related,
+        payload={
+            "definition": definition,
+            "format": fmt,
+            "fingerprint": alert["fingerprint"],
+            "status": alert["status"],
+            "severity": alert["severity"],
+            "labels": alert["labels"],
+            "starts_at": alert.get("starts_at"),
+        },
+    )

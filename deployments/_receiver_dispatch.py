@@ -116,5 +116,5 @@ async def _create(
     if (run.parameters or {}).get("trace_id") == entry.parameters.get("trace_id"):
         summary = summarize(entry.parameters.get("payload") or {})
         if summary.alerts:
-            emit_alert_events(summary, entry.definition, str(run.id))
+            emit_alert_events(summary, entry.definition, run)
     return None

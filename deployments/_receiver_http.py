@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-__all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "ReceiverError", "is_json", "read_json"]
+__all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "ReceiverError", "is_json", "read_json", "strip_nul"]
 
 MAX_BODY_BYTES = 1024 * 1024
 # Prefect walks a run's parameters recursively and fails a few hundred levels down;
@@ -18,6 +18,8 @@ MAX_DEPTH = 64
 
 # a `\uD800`-`\uDFFF` escape: JSON allows it, but alone it is no character and cannot be stored or sent on
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# the only way JSON text holds a NUL character (a raw one is invalid JSON)
+_NUL_ESCAPE = "\\u0000"
 
 
 class ReceiverError(Exception):
@@ -41,6 +43,9 @@ async def read_json(request: Request, *, allow_empty: bool = False) -> tuple[str
 
     The declared Content-Length is checked first, then the bytes actually received
     (a sender may lie or stream chunked), so no more than 1 MiB is ever held.
+    NUL characters (`\\u0000`) are stripped from every key and string, however deep:
+    PostgreSQL (Prefect's database, and the journal's) stores no NUL in text, so such a
+    payload would be refused with a 503 on every retry, for ever.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -76,6 +81,8 @@ async def read_json(request: Request, *, allow_empty: bool = False) -> tuple[str
             raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
         if _SURROGATE_ESCAPE.search(text):
             json.dumps(value, ensure_ascii=False).encode("utf-8")
+        if _NUL_ESCAPE in text:
+            value = strip_nul(value)
     except json.JSONDecodeError as exc:
         raise ReceiverError(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except UnicodeEncodeError:
@@ -87,6 +94,20 @@ async def read_json(request: Request, *, allow_empty: bool = False) -> tuple[str
     except RecursionError:
         raise ReceiverError(400, "invalid JSON: nested too deeply") from None
     return text, value
+
+
+def strip_nul(value: Any) -> Any:
+    """`value` with every NUL character removed from its keys and strings, at any depth.
+
+    Two keys that differ only by NULs become one, the later winning (as for a repeated key).
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [strip_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {key.replace("\x00", ""): strip_nul(item) for key, item in value.items()}
+    return value
 
 
 def _not_json(request: Request) -> ReceiverError:

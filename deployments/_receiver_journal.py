@@ -10,7 +10,15 @@ delivery id rather than the flow run id (`GET /deliveries/{id}` gives it later).
 Commits are grouped: requests arriving together share one transaction, so the
 journal takes thousands of alerts a second on SQLite. Several receivers may share
 one PostgreSQL journal: they claim entries with a lease, and a run created twice
-for one key is still one run, because Prefect keeps the idempotency key.
+for one key is still one run, because Prefect keeps the idempotency key. The backlog
+each receiver answers 503 by is counted in the database every few seconds (another
+receiver may have dispatched its entries), and adjusted in between by its own writes.
+
+An entry Prefect refused for good ("failed") is queued again by a re-delivery of the
+same alert, so the sender's retry retries the run. Entries are kept for a retention
+($OPSFLOW_JOURNAL_RETENTION_DAYS, default 7): created ones from when they were
+received, failed ones from when they failed; a pruned id's delivery is "expired"
+(ids are time-ordered, so the age of an id no longer in the table is known).
 """
 
 from __future__ import annotations
@@ -19,18 +27,22 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 from deployments._receiver_http import ReceiverError
+from deployments._receiver_ids import id_time, new_id
+from deployments._receiver_ids import retention_days as retention_days_setting
 
 __all__ = ["Claimed", "Entry", "Journal"]
 
 log = logging.getLogger("opsflow.receiver")
 
-QUEUED, CREATED, FAILED = "queued", "created", "failed"
+QUEUED, CREATED, FAILED, EXPIRED = "queued", "created", "failed", "expired"
+BACKLOG_REFRESH_SECONDS = 2.0  # how stale the backlog a receiver answers 503 by may be
+PRUNE_EVERY_SECONDS = 600.0
+CAPACITY = 100_000  # entries waiting for a run, past which the receiver answers 503
 # a claimed entry is another dispatcher's to retry once its lease ends (its process died)
 LEASE_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 10.0  # per entry; the dispatcher also pauses as a whole
@@ -92,13 +104,18 @@ class Journal:
     503 like the direct path, rather than letting a runaway sender fill the disk.
     """
 
-    def __init__(self, url: str | None = None, *, capacity: int = 100_000):
+    def __init__(
+        self, url: str | None = None, *, capacity: int | None = None, retention_days: float | None = None
+    ):
         from sqlalchemy import MetaData, text
 
         from nodes.ingest.db import errors, get_engine
 
         self.engine = get_engine(url)
-        self.capacity = capacity
+        self.capacity = CAPACITY if capacity is None else capacity
+        self.retention = 86400.0 * (
+            retention_days if retention_days is not None else retention_days_setting()
+        )
         self.table = _table(MetaData())
         self._errors = errors
         with errors(self.engine, "creating the receiver journal"), self.engine.begin() as conn:
@@ -117,15 +134,16 @@ class Journal:
         or its database is unreachable, so the sender retries."""
         if self.queued >= self.capacity:
             known = await asyncio.to_thread(self.find, key)
-            if known is not None:  # a re-delivery is answered even when full
+            if known is not None and known.status != FAILED:  # a re-delivery is answered even when full
                 return known
-            raise ReceiverError(
-                503,
-                f"the receiver journal holds {self.queued} alerts still waiting for Prefect; retry later",
-                {"Retry-After": "30"},
-            )
+            if known is None:  # a failed one is queued again below, past the capacity by one
+                raise ReceiverError(
+                    503,
+                    f"the receiver journal holds {self.queued} alerts still waiting for Prefect; retry later",
+                    {"Retry-After": "30"},
+                )
         row = {
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "key": key,
             "definition": definition,
             "trace_id": parameters["trace_id"],
@@ -178,16 +196,32 @@ class Journal:
             self.wakeup.set()
 
     def _write(self, rows: list[dict[str, Any]]) -> list[Entry]:
-        """Insert the rows whose key is new; every row's entry, the earlier one for a known key."""
-        from sqlalchemy import select
+        """Insert the rows whose key is new, queue again the failed entries of known keys;
+        every row's entry (the earlier one for a known key: a duplicate unless requeued)."""
+        from sqlalchemy import select, update
 
-        insert = _insert_ignoring_known_keys(self.engine, self.table)
+        t = self.table
+        insert = _insert_ignoring_known_keys(self.engine, t)
         keys = {row["key"] for row in rows}
+        ids = {row["id"] for row in rows}
         with self._errors(self.engine, "writing the receiver journal"), self.engine.begin() as conn:
             conn.execute(insert, rows)
-            found = conn.execute(select(self.table).where(self.table.c.key.in_(keys))).mappings().all()
+            found = conn.execute(select(t).where(t.c.key.in_(keys))).mappings().all()
+            retry = [r["id"] for r in found if r["status"] == FAILED and r["id"] not in ids]
+            if retry:  # Prefect refused it for good once; the sender's re-delivery tries again
+                values = {"status": QUEUED, "due_at": time.time(), "attempts": 0}
+                conn.execute(update(t).where(t.c.id.in_(retry), t.c.status == FAILED).values(**values))
+                found = conn.execute(select(t).where(t.c.key.in_(keys))).mappings().all()
         by_key = {record["key"]: record for record in found}
-        return [_entry(by_key[row["key"]], duplicate=by_key[row["key"]]["id"] != row["id"]) for row in rows]
+        entries, requeued = [], set(retry)
+        for row in rows:
+            record = by_key[row["key"]]
+            fresh = record["id"] == row["id"] or record["id"] in requeued
+            requeued.discard(record["id"])  # a second delivery in the batch is a duplicate
+            entries.append(_entry(record, duplicate=not fresh))
+        if retry:
+            log.warning("receiver journal: %d failed alert(s) re-delivered: queued again", len(retry))
+        return entries
 
     # -- the dispatcher's side --------------------------------------------------------------
 
@@ -218,8 +252,9 @@ class Journal:
         )
 
     def failed(self, entry_id: str, error: str) -> None:
-        """Prefect refused the run for good (no deployment, too large): kept, with why, for a person."""
-        self._finish({entry_id: {"status": FAILED, "error": error}})
+        """Prefect refused the run for good (no deployment, too large): kept, with why, for a
+        person, until re-delivered or its retention (counted from now, in `due_at`) ends."""
+        self._finish({entry_id: {"status": FAILED, "error": error, "due_at": time.time()}})
 
     def retry_later(self, claimed: Claimed, error: str) -> float:
         """Put the entry back with exponential back-off; returns the delay."""
@@ -252,6 +287,43 @@ class Journal:
                 statement = update(t).where(t.c.id == entry_id, t.c.status == QUEUED).values(**values)
                 done += conn.execute(statement).rowcount
         self.queued = max(0, self.queued - done)
+
+    # -- upkeep -----------------------------------------------------------------------------
+
+    async def run_upkeep(self) -> None:
+        """Until cancelled: recount the backlog every few seconds, prune now and then."""
+        next_prune = 0.0
+        while True:
+            try:
+                self.queued = await asyncio.to_thread(self.backlog)
+                if time.monotonic() >= next_prune:
+                    await asyncio.to_thread(self.prune)
+                    next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+            except Exception as exc:  # noqa: BLE001 - upkeep must outlive a database outage
+                log.error("receiver journal upkeep: %s", exc)
+            await asyncio.sleep(BACKLOG_REFRESH_SECONDS)
+
+    def prune(self) -> int:
+        """Delete the entries past their retention (created: since received; failed: since
+        they failed); queued ones are never pruned. Returns how many."""
+        from sqlalchemy import and_, delete, or_
+
+        t = self.table
+        cutoff = time.time() - self.retention
+        old = or_(
+            and_(t.c.status == CREATED, t.c.received_at < cutoff),
+            and_(t.c.status == FAILED, t.c.due_at < cutoff),
+        )
+        with self._errors(self.engine, "pruning the receiver journal"), self.engine.begin() as conn:
+            pruned = conn.execute(delete(t).where(old)).rowcount
+        if pruned:
+            log.info("receiver journal: %d entries past their retention pruned", pruned)
+        return pruned
+
+    def expired(self, entry_id: str) -> bool:
+        """Whether an id not in the table is one of ours received before the retention began."""
+        received = id_time(entry_id)
+        return received is not None and received < time.time() - self.retention
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -22,14 +22,24 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments._receiver_alerts import emit_alert_events, idempotency_key, summarize
+from deployments._receiver_alerts import count_repeat, emit_alert_events, idempotency_key, summarize
 from deployments._receiver_definitions import describe, describe_all, require_definition, validate_named
 from deployments._receiver_dispatch import dispatch
+from deployments._receiver_episodes import Episodes, needs_episodes
 from deployments._receiver_http import ReceiverError, read_json
-from deployments._receiver_journal import QUEUED, Journal
+from deployments._receiver_journal import EXPIRED, QUEUED, Journal
+from deployments._receiver_models import (
+    ALERT,
+    DEFINITION,
+    Accepted,
+    Delivery,
+    ExecuteRequest,
+    error_responses,
+    json_body,
+)
 from deployments._receiver_prefect import create_run, freeze_heap, prefect_client, reachable
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY
@@ -49,75 +59,6 @@ log = logging.getLogger("opsflow.receiver")
 
 _BEARER = HTTPBearer(auto_error=False, description=f"Required when ${TOKEN_ENV} is set.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
-
-
-class Accepted(BaseModel):
-    """The flow run that will handle the alert (the existing one for a re-delivery)."""
-
-    flow_run_id: str | None = Field(
-        description="Prefect flow run id; null while a journaled alert waits for its run."
-    )
-    definition: str = Field(description="Definition (and deployment) name.")
-    trace_id: str | None = Field(default=None, description="The run's trace id.")
-    duplicate: bool = Field(default=False, description="True when this delivery found an existing run.")
-    delivery_id: str | None = Field(
-        default=None, description="With a journal: the delivery, for GET /deliveries/{id}."
-    )
-    queued: bool = Field(default=False, description="With a journal: the run is not created yet.")
-
-
-class Delivery(BaseModel):
-    """A journaled alert and what became of it."""
-
-    delivery_id: str
-    definition: str
-    trace_id: str
-    status: str = Field(description="queued (waiting for Prefect), created, or failed (refused by Prefect).")
-    flow_run_id: str | None = None
-    attempts: int = Field(description="Failed attempts to create the run so far.")
-    error: str | None = Field(default=None, description="Why the last attempt failed.")
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(description="What is wrong; never a traceback, never a secret.")
-
-
-class ExecuteRequest(BaseModel):
-    """Run a definition with this payload; absent fields take the deployment's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    payload: dict[str, Any] = Field(default_factory=dict, description="The run's payload (an alert, or {}).")
-    source: str = Field(default="api", max_length=64, description="Who asked for the run.")
-    trace_id: str | None = Field(default=None, max_length=128, description="Trace id; default a new one.")
-    environment: str | None = Field(default=None, max_length=64, description="Environment name.")
-    incident_id: str | None = Field(
-        default=None, max_length=64, description="Run about this stored incident (e.g. re-analysis)."
-    )
-
-
-_ERRORS = {
-    400: "Bad JSON, or a body that is not a JSON object.",
-    401: "Missing or wrong bearer token (when OPSFLOW_RECEIVER_TOKEN is set).",
-    404: "Unknown definition, or no deployment for it (or, for a delivery, no such delivery).",
-    413: "Body over 1 MiB.",
-    415: "Content-Type is not JSON.",
-    502: "Prefect refused the flow run.",
-    503: "Prefect cannot take the run now: retry.",
-}
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
-
-
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    """The request body for the OpenAPI doc (routes read bodies themselves, with a size limit)."""
-    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
-
-
-_ALERT = {"type": "object", "description": "An alert webhook payload (Alertmanager, Grafana, ...)."}
-_DEFINITION = {"type": "object", "description": "A definition JSON (see `pipeline schema`)."}
 
 
 def create_app(
@@ -144,12 +85,14 @@ def create_app(
             app.state.prefect = client
             app.state.slots = asyncio.Semaphore(concurrency)
             app.state.journal = None
+            app.state.episodes = Episodes(None if journal is True or not journal else journal)
             if not journal:
                 yield
                 return
             app.state.journal = Journal(None if journal is True else journal)
             workers = [
                 asyncio.create_task(app.state.journal.run_writer()),
+                asyncio.create_task(app.state.journal.run_upkeep()),
                 asyncio.create_task(
                     dispatch(app.state.journal, client, slots=app.state.slots, timeout=timeout)
                 ),
@@ -183,8 +126,8 @@ def create_app(
         summary="Accept an alert webhook: start a flow run of the definition's deployment",
         status_code=202,
         response_model=Accepted,
-        responses=_errors(400, 401, 404, 413, 415, 502, 503),
-        openapi_extra=_body(_ALERT),
+        responses=error_responses(400, 401, 404, 413, 415, 502, 503),
+        openapi_extra=json_body(ALERT),
         dependencies=guarded,
     )
     async def receive_alert(
@@ -212,8 +155,8 @@ def create_app(
         summary="Run a definition with a payload, source, trace id, environment or incident",
         status_code=202,
         response_model=Accepted,
-        responses=_errors(400, 401, 404, 413, 415, 502, 503),
-        openapi_extra=_body(ExecuteRequest.model_json_schema()),
+        responses=error_responses(400, 401, 404, 413, 415, 502, 503),
+        openapi_extra=json_body(ExecuteRequest.model_json_schema()),
         dependencies=guarded,
     )
     async def execute(request: Request, name: str) -> Accepted:
@@ -231,7 +174,7 @@ def create_app(
     @app.get(
         "/definitions",
         summary="List the definitions: name, version, node count, or why one is invalid",
-        responses=_errors(401),
+        responses=error_responses(401),
         dependencies=guarded,
     )
     def definitions() -> list[dict[str, Any]]:
@@ -240,7 +183,7 @@ def create_app(
     @app.get(
         "/definitions/{name}",
         summary="One definition: its nodes and graph, version, the settings it needs, and its JSON",
-        responses=_errors(401, 404),
+        responses=error_responses(401, 404),
         dependencies=guarded,
     )
     def definition(name: str) -> dict[str, Any]:
@@ -249,8 +192,8 @@ def create_app(
     @app.post(
         "/definitions/{name}/validate",
         summary="Validate a definition JSON under this name (empty body: the stored definition)",
-        responses=_errors(400, 401, 404, 413, 415),
-        openapi_extra=_body(_DEFINITION, required=False),
+        responses=error_responses(400, 401, 404, 413, 415),
+        openapi_extra=json_body(DEFINITION, required=False),
         dependencies=guarded,
     )
     async def validate_definition(request: Request, name: str) -> dict[str, Any]:
@@ -282,7 +225,7 @@ def create_app(
         "/deliveries/{delivery_id}",
         summary="A journaled alert: queued, or its flow run, or why Prefect refused it",
         response_model=Delivery,
-        responses=_errors(401, 404),
+        responses=error_responses(401, 404),
         dependencies=guarded,
     )
     async def delivery(request: Request, delivery_id: str) -> Delivery:
@@ -290,6 +233,8 @@ def create_app(
         if store is None:
             raise ReceiverError(404, "this receiver has no journal (start it with --journal)")
         entry = await asyncio.to_thread(store.get, delivery_id[:64])
+        if entry is None and store.expired(delivery_id[:64]):
+            return Delivery(delivery_id=delivery_id[:64], status=EXPIRED)
         if entry is None:
             raise ReceiverError(404, f"no delivery {delivery_id[:64]!r} in the journal")
         return Delivery(
@@ -315,7 +260,8 @@ def create_app(
             key = f"opsflow-receiver:{name}:key:{given_key[:200]}"
         elif always_key or summary.alerts:
             options = {k: v for k, v in extra.items() if k != "trace_id"}
-            key = idempotency_key(name, payload, summary, options)
+            episodes = await _episodes(request.app.state.episodes, name, summary)
+            key = idempotency_key(name, payload, summary, options, episodes)
         else:
             key = None
         trace_id = extra.get("trace_id") or uuid.uuid4().hex
@@ -324,6 +270,8 @@ def create_app(
         if state.journal is not None:
             key = key or f"opsflow-receiver:{name}:new:{uuid.uuid4().hex}"  # no key: always a new run
             entry = await state.journal.append(key, name, parameters)
+            if entry.duplicate:
+                await count_repeat(summary)
             return Accepted(
                 flow_run_id=entry.flow_run_id,
                 definition=name,
@@ -340,8 +288,10 @@ def create_app(
             raise
         run_trace = (run.parameters or {}).get("trace_id")
         duplicate = run_trace != trace_id
-        if not duplicate and summary.alerts:
-            emit_alert_events(summary, name, str(run.id))
+        if duplicate:
+            await count_repeat(summary)
+        elif summary.alerts:
+            emit_alert_events(summary, name, run)
         log.info(
             "%s: flow run %s%s, %d alert(s)",
             name,
@@ -352,6 +302,19 @@ def create_app(
         return Accepted(flow_run_id=str(run.id), definition=name, trace_id=run_trace, duplicate=duplicate)
 
     return app
+
+
+async def _episodes(episodes: Episodes, name: str, summary) -> dict[str, str] | None:
+    """The alerts' episodes when their format does not tell them apart; 503 if the store is away."""
+    if not needs_episodes(summary.format, summary.alerts):
+        return None
+    try:
+        return await asyncio.to_thread(episodes.number, f"{name}\n{summary.group_key}", summary.alerts)
+    except OpsflowError as exc:
+        log.error("receiver: %s", exc)
+        raise ReceiverError(
+            503, "the receiver's episode store cannot be reached; retry later", {"Retry-After": "5"}
+        ) from None
 
 
 def _kind(value: Any) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,6 +24,10 @@ __all__ = ["PipelineServer", "register_deployments", "run_receiver", "schedules"
 
 PREFECT_YAML = PROJECT_DEFINITIONS.parent / "prefect.yaml"
 CANCEL_CHECK_SECONDS = 2.0
+# how often runs marked Crashed (their process died) are looked for, to send their on_failure
+CRASH_CHECK_SECONDS = 10.0
+# at start, crashes this recent are still told (a crash while no `pipeline serve` ran)
+CRASH_LOOKBACK_SECONDS = 3600.0
 SHUTDOWN_GRACE_SECONDS = 30.0
 
 log = logging.getLogger("opsflow.serve")
@@ -92,7 +96,8 @@ class PipelineServer:
         """Poll, claim and run until `stopping` is set; then let running flows finish (bounded)."""
         from prefect.client.orchestration import get_client
 
-        last_cancel_check = 0.0
+        last_cancel_check = last_crash_check = 0.0
+        crashes_since = datetime.now(UTC) - timedelta(seconds=CRASH_LOOKBACK_SECONDS)
         async with get_client() as client:
             while not self.stopping.is_set():
                 await self._claim_due_runs(client)
@@ -100,6 +105,9 @@ class PipelineServer:
                 if self.running and now - last_cancel_check > CANCEL_CHECK_SECONDS:
                     last_cancel_check = now
                     await self._cancel_requested(client)
+                if now - last_crash_check > CRASH_CHECK_SECONDS:
+                    last_crash_check = now
+                    crashes_since = await _tell_crashed_runs(client, crashes_since)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), self.poll_seconds)
             if self.running:
@@ -185,6 +193,49 @@ class PipelineServer:
             await client.set_flow_run_state(
                 flow_run.id, Cancelled(message="Cancelled on request"), force=True
             )
+
+
+async def _tell_crashed_runs(client, since: datetime) -> datetime:
+    """Send `on_failure` for opsflow runs that ended Crashed since `since`; returns the next `since`.
+
+    A run whose process died is marked Crashed by the heartbeat automation, and no hook of
+    its own can run. Several servers may look at once: a claim per run attempt lets one tell it.
+    """
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.logging.loggers import flow_run_logger
+
+    from flows.pipeline import FLOW_NAME
+    from flows.policies import tell_crashed_run
+
+    checked_at = datetime.now(UTC)
+    try:
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED]))
+            ),
+            sort=FlowRunSort.END_TIME_DESC,
+            limit=50,
+        )
+    except Exception as exc:
+        log.warning("could not look for crashed runs: %s", exc)
+        return since
+    for flow_run in runs:
+        if flow_run.state is None or flow_run.state.timestamp < since:
+            continue
+        try:
+            await asyncio.to_thread(tell_crashed_run, flow_run, flow_run_logger(flow_run))
+        except Exception as exc:  # one bad definition must not keep the others untold
+            log.warning("could not tell the crash of flow run %s: %s", flow_run.id, exc)
+    return checked_at - timedelta(seconds=CRASH_CHECK_SECONDS)
 
 
 async def _watch_for_crashes() -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from flows.definition import Pipeline, list_definitions, load_definition
+from flows.limits import MAX_PAYLOAD_BYTES, LimitError, check_payload, read_limited
 from nodes.errors import DefinitionError
 
 app = typer.Typer(
@@ -71,14 +72,19 @@ def _payload(payload: str | None, file: Path | None, sample: bool) -> dict[str, 
         raise Exit("Use only one of --payload, --file and --sample")
     if payload:
         try:
+            check_payload(payload, "--payload")
             data = json.loads(payload)
+        except LimitError as exc:
+            raise Exit(str(exc)) from None
         except json.JSONDecodeError as exc:
             raise Exit(f"Invalid JSON in --payload: {exc.msg} at column {exc.colno}") from None
     elif file:
-        if not file.is_file():
-            raise Exit(f"Payload file not found: {file}")
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
+            text = read_limited(file, MAX_PAYLOAD_BYTES, "Payload file")
+            check_payload(text, f"Payload file {file}")
+            data = json.loads(text)
+        except LimitError as exc:
+            raise Exit(str(exc)) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise Exit(f"Invalid JSON in payload file {file}: {exc}") from None
     elif sample:

@@ -27,10 +27,12 @@ from prefect.states import Completed, Failed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
+from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
 
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
-from flows.engine import RunBook  # noqa: E402
+from flows.engine import RunBook, WhenFailed  # noqa: E402
+from flows.limits import check_value_depth  # noqa: E402
 from flows.live import CANCELLED, PROGRESS, emit, watch_loop  # noqa: E402
 from flows.policies import HOOKS, remember  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
@@ -43,6 +45,9 @@ __all__ = ["PROGRESS", "run_pipeline", "FLOW_NAME"]
 
 FLOW_NAME = "run-pipeline"
 MAX_CONCURRENT_NODES = 16
+# Prefect spreads each retry delay over ±this fraction of it
+RETRY_JITTER = 0.5
+_SHORTEST_JITTERED = lower_clamp_multiple(1 + RETRY_JITTER)  # of a planned delay (0.63)
 # the longest a Retry-After hint may stretch one retry delay
 MAX_RETRY_AFTER_SECONDS = 120.0
 
@@ -69,7 +74,8 @@ async def _run_node(
     """The body of every node task: execute the node with this attempt's logger and count.
 
     The handler runs in a thread the task awaits, so the node's timeout fails the attempt
-    on time even when the handler is stuck in blocking I/O (the thread is abandoned).
+    on time even when the handler is stuck in blocking I/O. The abandoned thread cannot
+    act afterwards: the handler's I/O takes its timeouts from `ctx.deadline`.
     """
     from prefect.runtime import task_run
 
@@ -80,7 +86,8 @@ async def _run_node(
     max_attempts = int(options["retries"]) + 1
     timeout = options["timeout_seconds"]
     log = RedactingLogger(get_run_logger(), ctx.secrets)
-    ctx = dataclasses.replace(ctx, log=log, attempt=attempt, max_attempts=max_attempts)
+    deadline = time.monotonic() + timeout
+    ctx = dataclasses.replace(ctx, log=log, attempt=attempt, max_attempts=max_attempts, deadline=deadline)
     try:
         try:
             work = _in_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
@@ -92,7 +99,8 @@ async def _run_node(
     except NodeError as exc:
         exc.attempts = attempt
         if exc.retryable and exc.retry_after and attempt < max_attempts:
-            planned = options["retry_delay_seconds"] * 2 ** (attempt - 1)
+            # Prefect's own delay follows: jittered, it can be as short as this
+            planned = options["retry_delay_seconds"] * 2 ** (attempt - 1) * _SHORTEST_JITTERED
             await asyncio.sleep(max(0.0, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS) - planned))
         raise
     result["attempts"] = attempt
@@ -134,7 +142,7 @@ def _node_task(node_type: str, node_id: str, retries: int, delay: float, timeout
         task_run_name=node_id,
         retries=retries,
         retry_delay_seconds=exponential_backoff(delay) if retries and delay else 0,
-        retry_jitter_factor=0.5 if retries and delay else None,
+        retry_jitter_factor=RETRY_JITTER if retries and delay else None,
         retry_condition_fn=_retryable if retries else None,
         # the timeout is enforced in `_run_node`: Prefect's own costs ~100 ms per task run here
         cache_policy=NO_CACHE,
@@ -180,6 +188,7 @@ async def run_pipeline(
     started = time.perf_counter()
     pipeline = load_definition(definition)
     _check_ids(pipeline, only, skip)
+    check_value_depth(payload, "payload")  # an API caller's payload gets the CLI's limit too
     run_id = str(flow_run.id) if flow_run.id else None
     info = RunInfo(
         trace_id=trace_id or (run_id or uuid.uuid4().hex).replace("-", ""),
@@ -255,9 +264,19 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
             progressed = False
             for node_id in book.ready():
                 node = pipeline.nodes[node_id]
-                reason = book.skip_reason(node_id, ctx.data())
+                try:
+                    reason = book.skip_reason(node_id, ctx.data())
+                except WhenFailed as exc:
+                    message = ctx.secrets.redact(str(exc))
+                    error = {"message": message, "retryable": False}
+                    book.fail(node_id, node_result(node_id, node.type, errors=[error]), message)
+                    ctx.nodes[node_id] = None
+                    _emit(book, node_id, total)
+                    progressed = True
+                    continue
                 if reason:
                     book.skipped(node_id, node_result(node_id, node.type, skipped=True, skip_reason=reason))
+                    ctx.nodes[node_id] = None  # a join after it sees this input as null
                     _emit(book, node_id, total)
                     progressed = True
                     continue
@@ -312,6 +331,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
             else:
                 book.fail(node_id, *_failure(node_id, node.type, state, ctx))
+                ctx.nodes[node_id] = None
             _emit(book, node_id, total)
 
 

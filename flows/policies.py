@@ -1,22 +1,33 @@
 """Pipeline-level notifications (`on_start`, `on_success`, `on_failure`) run as Prefect flow hooks.
 
 Hooks run after Prefect has set the run's state, so a failed node, a flow that
-raised, and a crash (e.g. a killed or cancelled run the engine saw) all still tell
-someone. A hook that fails logs why and never changes the run's outcome.
+raised, a cancelled run and a crash the engine saw all still tell someone. A run
+whose process died cannot run its hooks: `pipeline serve` tells those
+(`tell_crashed_run`), and one claim per run attempt in the incident store keeps the
+two from both sending. Every entry is tried; each outcome is a line in the run's own
+Prefect log. A hook that fails never changes the run's outcome, and it runs in a
+thread, so a slow target never stalls the event loop other runs share.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import time
 from typing import Any
 
 from flows.definition import load_definition
 from nodes.base import NodeContext, RunInfo
+from nodes.errors import OpsflowError
 from nodes.runtime import execute_node
 
-__all__ = ["HOOKS", "forget", "remember"]
+__all__ = ["HOOKS", "forget", "notify_policy", "remember", "tell_crashed_run"]
 
 log = logging.getLogger("opsflow.policies")
+
+# the longest one pipeline-level notification may take
+ENTRY_TIMEOUT_SECONDS = 30.0
 
 # the live context of each running flow run, so hooks can template over node outputs
 _CONTEXTS: dict[str, NodeContext] = {}
@@ -31,14 +42,29 @@ def forget(run_id: str | None) -> None:
     _CONTEXTS.pop(run_id or "", None)
 
 
-def notify_policy(policy: str, flow_run: Any, state: Any) -> int:
-    """Send the definition's `policy` notifications for this run; returns how many were sent."""
+def run_status(state: Any) -> str:
+    """`run.status` for templates: completed, failed, crashed or cancelled."""
+    name = state.type.value.lower() if state.type else str(state.name).lower()
+    return "cancelled" if name == "cancelling" else name
+
+
+def notify_policy(
+    policy: str, flow_run: Any, state: Any, logger: Any = log, *, status: str | None = None
+) -> int:
+    """Send the definition's `policy` notifications for this run; returns how many were delivered.
+
+    Every entry is attempted, whatever the one before did; each outcome is logged on `logger`.
+    `status` overrides what `state` says (a cancelled run the engine saw crash).
+    """
     params = flow_run.parameters or {}
     pipeline = load_definition(params["definition"])
     configs = pipeline.definition.policies()[policy]
     if not configs:
         return 0
     run_id = str(flow_run.id)
+    if policy == "on_failure" and not _claim_failure_notice(flow_run, logger):
+        log.debug("on_failure of flow run %s already sent for this attempt", run_id)
+        return 0
     ctx = _CONTEXTS.get(run_id) or NodeContext(
         run=RunInfo(
             trace_id=params.get("trace_id") or run_id.replace("-", ""),
@@ -50,24 +76,75 @@ def notify_policy(policy: str, flow_run: Any, state: Any) -> int:
         ),
         payload=params.get("payload") or {},
     )
-    ctx.run.status = state.name
+    ctx.run.status = status or run_status(state)
     ctx.run.error = state.message if not state.is_completed() else None
-    sent = 0
+    delivered = 0
     for index, config in enumerate(configs):
-        defaults = {"title": f"{pipeline.name}: run {state.name.lower()}"}
+        name = f"{policy}[{index}]"
+        defaults = {"title": f"{pipeline.name}: run {ctx.run.status}"}
         if ctx.run.error:
             defaults["message"] = f"{ctx.run.error}\nRun: {ctx.run.ui_url or run_id}"
-        execute_node(f"{policy}-{index}", "notify", {**defaults, **config}, ctx)
-        sent += 1
-    return sent
+        entry_ctx = dataclasses.replace(ctx, deadline=time.monotonic() + ENTRY_TIMEOUT_SECONDS)
+        try:
+            result = execute_node(f"{policy}-{index}", "notify", {**defaults, **config}, entry_ctx)
+        except OpsflowError as exc:
+            logger.error("%s (%s) not delivered: %s", name, config.get("driver", "console"), exc)
+            continue
+        except Exception as exc:  # a driver bug must not keep the next entry from being tried
+            logger.error("%s (%s) not delivered: %s: %s", name, config.get("driver"), type(exc).__name__, exc)
+            continue
+        delivered += 1
+        drivers = ", ".join(d.get("driver", "?") for d in result["output"].get("deliveries", []))
+        logger.info("%s delivered (%s)", name, drivers)
+    return delivered
+
+
+def _claim_failure_notice(flow_run: Any, logger: Any) -> bool:
+    """True for the first to tell this run attempt's failure: its hook, or `pipeline serve` after a crash."""
+    from nodes.ingest import run_memory
+
+    attempt = f"attempt-{getattr(flow_run, 'run_count', 0) or 1}"
+    try:
+        return run_memory.claim(str(flow_run.id), "on_failure", attempt)
+    except Exception as exc:  # better told twice than never
+        logger.warning("could not check whether this failure was already told (%s); telling it", exc)
+        return True
+
+
+def tell_crashed_run(flow_run: Any, logger: Any = log) -> int:
+    """`on_failure` for a run marked Crashed by the heartbeat automation (its process is gone)."""
+    return notify_policy("on_failure", flow_run, flow_run.state, logger)
+
+
+async def _cancelled_or_none(flow_run: Any, state: Any) -> str | None:
+    """`cancelled` when the run crashed because someone cancelled it.
+
+    Cancelling a run (UI, `prefect flow-run cancel`, Ctrl-C) interrupts it, and the engine
+    reports the interruption as a crash; the run's state history says it was asked to stop.
+    """
+    if not state.is_crashed():
+        return None
+    from prefect.client.orchestration import get_client
+
+    try:
+        async with get_client() as client:
+            history = await client.read_flow_run_states(flow_run.id)
+    except Exception:  # the crash is what is known then
+        return None
+    before = [s for s in sorted(history, key=lambda s: s.timestamp) if not s.is_crashed()]
+    return "cancelled" if before and (before[-1].is_cancelling() or before[-1].is_cancelled()) else None
 
 
 def _hook(policy: str, *, final: bool):
-    def hook(flow: Any, flow_run: Any, state: Any) -> None:
+    async def hook(flow: Any, flow_run: Any, state: Any) -> None:
+        from prefect.logging.loggers import flow_run_logger
+
+        logger = flow_run_logger(flow_run, flow)
         try:
-            notify_policy(policy, flow_run, state)
+            status = await _cancelled_or_none(flow_run, state)
+            await asyncio.to_thread(notify_policy, policy, flow_run, state, logger, status=status)
         except Exception as exc:  # a broken notification must not change the run's outcome
-            log.error("%s notification of flow run %s failed: %s", policy, flow_run.id, exc)
+            logger.error("%s notifications failed: %s", policy, exc)
         finally:
             if final:
                 forget(str(flow_run.id))
@@ -81,4 +158,5 @@ HOOKS = {
     "on_completion": [_hook("on_success", final=True)],
     "on_failure": [_hook("on_failure", final=True)],
     "on_crashed": [_hook("on_failure", final=True)],
+    "on_cancellation": [_hook("on_failure", final=True)],
 }

@@ -118,9 +118,13 @@ class LocalServer:
         self.stop()
         raise RuntimeError(f"the local Prefect server did not start within {timeout:.0f} s: {self._tail()}")
 
-    def _tail(self) -> str:
+    def output(self) -> str:
+        """Everything the server printed so far (its errors and tracebacks)."""
         self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-2000:].strip() or "(no output)"
+        return self._log.read().decode(errors="replace")
+
+    def _tail(self) -> str:
+        return self.output()[-2000:].strip() or "(no output)"
 
     def stop(self) -> None:
         if self.process.poll() is None:

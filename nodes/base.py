@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NodeContext", "RedactingLogger", "RunInfo", "Secrets", "typed_in_secrets", "used_forms"]
+__all__ = [
+    "NodeContext",
+    "RedactingLogger",
+    "RunInfo",
+    "Secrets",
+    "is_secret_setting",
+    "typed_in_secrets",
+    "used_forms",
+]
 
 REDACTED = "***"
 
@@ -52,6 +62,40 @@ class Secrets:
         if isinstance(value, list | tuple):
             return [self.redact(v) for v in value]
         return value
+
+
+# a setting whose name says it holds a credential
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|PWD|CREDENTIAL|AUTH|WEBHOOK|DSN|PRIVATE|SIGNING", re.I)
+# a value shaped like a key or token: one long word of letters, digits and -_.+/=, whose
+# characters are too varied for a name (6+ digits, or upper and lower case and a digit)
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.+/=]{20,}")
+
+
+def _token_shaped(value: str) -> bool:
+    if not _TOKEN_CHARS.fullmatch(value):
+        return False
+    digits = sum(c.isdigit() for c in value)
+    return digits >= 6 or (digits > 0 and value != value.lower() and value != value.upper())
+
+
+def is_secret_setting(name: str, value: str) -> bool:
+    """Whether a `${NAME}` value must be scrubbed from everything shown: by its name or its shape.
+
+    `${ENVIRONMENT}` = `prod` is not: scrubbing it turned "production" into "***uction".
+    Keys, tokens, passwords, webhook URLs and URLs with credentials are, whatever they are called.
+    """
+    if _SECRET_NAME.search(name) or _token_shaped(value):
+        return True
+    if "://" in value:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value.strip())
+        except ValueError:
+            return True
+        tail = parts.path.strip("/") + parts.query
+        return bool(parts.password) or len(tail) >= _MIN_URL_PART
+    return False
 
 
 # a URL's path or query shorter than this (`/v1`, `/api`) is no credential worth a *** everywhere
@@ -182,11 +226,30 @@ class NodeContext:
     dry_run: bool = False
     attempt: int = 1
     max_attempts: int = 1
+    # time.monotonic() by which this attempt must be over (its timeout from its start):
+    # a given-up attempt may still be running in its thread, and must not act after it
+    deadline: float | None = None
 
     @property
     def last_attempt(self) -> bool:
         """True on the node's final try: the moment to fall back rather than raise."""
         return self.attempt >= self.max_attempts
+
+    def time_left(self, wanted: float, *, keep: float = 0.0) -> float:
+        """`wanted` seconds, cut to what is left of the attempt (less `keep`, saved for later work).
+
+        Every blocking call a handler makes (HTTP, SMTP, a model) takes its timeout from
+        here, so an attempt the node's timeout gave up cannot send anything afterwards.
+        Raises a retryable NodeError when the attempt has no time left at all.
+        """
+        if self.deadline is None:
+            return wanted
+        left = self.deadline - time.monotonic() - keep
+        if left <= 0:
+            from nodes.errors import NodeError
+
+            raise NodeError(f"node {self.node_id!r}: out of time (its timeout has passed)", retryable=True)
+        return min(wanted, left)
 
     def data(self) -> dict[str, Any]:
         """The run context that `when`, JMESPath and `{{ }}` templates see."""
@@ -211,4 +274,5 @@ class NodeContext:
             dry_run=self.dry_run,
             attempt=self.attempt,
             max_attempts=self.max_attempts,
+            deadline=self.deadline,
         )

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from typing import Any
 
-from nodes.base import REDACTED, NodeContext
+from nodes.base import REDACTED, NodeContext, is_secret_setting
 from nodes.errors import TemplateError
+from nodes.sandbox import MAX_RENDERED_CHARS, check_template, render_template, template_ast
 
 __all__ = [
+    "MAX_RENDERED_CHARS",
     "REFERENCE",
+    "check_template",
     "has_dynamic",
     "mask_references",
     "referenced_names",
     "render_template",
     "resolve",
+    "template_ast",
 ]
 
 # ${NAME}, ${NAME:-default}, ${secret:NAME}
@@ -89,7 +92,12 @@ def _resolve_string(text: str, ctx: NodeContext, path: str) -> str:
 
         text = REFERENCE.sub(hold, text)
     if "{{" in text or "{%" in text:
-        text = render_template(text, ctx.data(), where=f"node {ctx.node_id!r} {path}")
+        try:
+            text = render_template(text, ctx.data(), where=f"node {ctx.node_id!r} {path}")
+        except TemplateError:
+            if not ctx.dry_run:
+                raise
+            # a dry run has no node outputs yet: the preview shows the template as written
     if refs:
         text = _PLACEHOLDER_RE.sub(lambda m: refs[int(m.group(1))], text)
     return text
@@ -112,56 +120,6 @@ def _lookup(match: re.Match[str], ctx: NodeContext, path: str) -> str:
                 raise TemplateError(f"{where}: environment variable {name} is not set")
             return default
     value = str(value)
-    ctx.secrets.add(value)
+    if kind == "secret" or is_secret_setting(name, value):
+        ctx.secrets.add(value)
     return value
-
-
-@lru_cache(maxsize=512)
-def _compile(source: str):
-    from jinja2 import TemplateSyntaxError
-
-    try:
-        return _environment().from_string(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
-
-
-@lru_cache(maxsize=1)
-def _environment():
-    from jinja2 import ChainableUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-
-    class Undefined(ChainableUndefined):
-        """Missing values render empty (a notification beats none), sandbox escapes raise."""
-
-        def __str__(self) -> str:
-            if self._undefined_exception is SecurityError:
-                self._fail_with_undefined_error()
-            return super().__str__()
-
-    env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False)
-    env.filters["tojson"] = _tojson
-    return env
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    import json
-
-    return json.dumps(value, indent=indent, default=str, ensure_ascii=False)
-
-
-def render_template(source: str, data: dict[str, Any], where: str = "template") -> str:
-    """Render a Jinja2 template in the sandbox; errors name `where`."""
-    from jinja2 import TemplateError as JinjaError
-    from jinja2.sandbox import SecurityError
-
-    try:
-        return _compile(source).render(**data)
-    except TemplateError as exc:
-        raise TemplateError(f"{where}: {exc.message}") from exc
-    except SecurityError as exc:
-        raise TemplateError(f"{where}: unsafe template refused: {exc}") from exc
-    except JinjaError as exc:
-        raise TemplateError(f"{where}: template error: {exc}") from exc
-    except Exception as exc:  # errors raised by expressions (e.g. 1/0) inside the template
-        raise TemplateError(f"{where}: template error: {type(exc).__name__}: {exc}") from exc

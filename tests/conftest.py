@@ -50,6 +50,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _SERVER.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_server_log_is_clean():
+    """Fail the session when the session's Prefect server logged a traceback or an ERROR."""
+    yield
+    if _SERVER is not None:
+        from support.prefect_server import server_log_problems
+
+        problems = server_log_problems(_SERVER.output())
+        assert not problems, "the session's Prefect server logged:\n" + "\n---\n".join(problems[:3])
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> str:
     """The session's Prefect API URL, once the server answers."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_deploy import BIN, ROOT, _free_port, _wait_healthy
+from support.prefect_server import PrefectServer, free_port
+from test_deploy import ROOT
 from test_receiver import alertmanager
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -28,67 +28,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 SENDERS = 48  # deliveries in flight at once, as from many Alertmanager groups
 
 
-class PrefectServer:
-    """`prefect server start` on a fixed port, in its own process group so a kill takes all of it."""
-
-    def __init__(self, database_url: str | None, home: Path, *, services: bool = False) -> None:
-        self.port = _free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
-        self.env.update(
-            PREFECT_HOME=str(home),
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            PREFECT_UI_ENABLED="false",
-        )
-        if database_url:
-            self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url.replace("+psycopg", "+asyncpg")
-        if services:  # proactive automations checked every second, not every 5
-            self.env["PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY"] = "PT1S"
-        self.services = services
-        self.log = home.parent / "prefect-server.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.log, "a") as log:
-            self.process = subprocess.Popen(
-                [
-                    *(
-                        str(BIN / "prefect"),
-                        "server",
-                        "start",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(self.port),
-                    ),
-                    # without services when no run executes here: only run creation is under test
-                    *([] if self.services else ["--no-services"]),
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _wait_healthy(self.api_url, self.process)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crashed or OOM-killed server dies: no shutdown, requests cut mid-way."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-
 @pytest.fixture
 def prefect_server(postgres_url, tmp_path):
-    server = PrefectServer(postgres_url, tmp_path / "prefect-home")
+    server = PrefectServer(tmp_path / "prefect-home", postgres_url, services=False)
     server.start()
     try:
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -106,11 +48,12 @@ def prefect_server(postgres_url, tmp_path):
         yield server
     finally:
         server.stop()
+    server.assert_clean_log()
 
 
 def start_receiver(api_url: str, tmp_path: Path, journal: bool) -> tuple[subprocess.Popen, str]:
     """The receiver as its own process, as `pipeline receiver` runs it."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PREFECT_API_URL": api_url, "OPSFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}"}
     env.pop("OPSFLOW_RECEIVER_TOKEN", None)
     code = (

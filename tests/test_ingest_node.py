@@ -6,6 +6,7 @@ import copy
 import hashlib
 import hmac
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,8 @@ def load(name: str) -> dict:
 
 
 def run_ingest(payload, config=None) -> dict:
-    ctx = NodeContext(run=RunInfo(trace_id="trace-1"), payload=payload)
+    """Each call is a run of its own, as each delivery is (one run's retries replay its first outcome)."""
+    ctx = NodeContext(run=RunInfo(trace_id=uuid.uuid4().hex), payload=payload)
     return execute_node("ingest", "ingest", config or {}, ctx)
 
 
@@ -86,6 +88,7 @@ def test_output_shape_and_repeat_delivery():
         "created_at",
         "updated_at",
         "resolved_at",
+        "truncated_alerts",
     }
     json.dumps(out)  # a run result must serialise
 

@@ -606,8 +606,10 @@ def test_config_error_for_missing_email_host(monkeypatch):
 
 
 def test_memory_is_bounded():
-    for i in range(notify._MEMORY_LIMIT + 10):
-        notify._remember((f"t{i}", "n"), "0:console:x", {"driver": "console"})
-    assert len(notify._delivered) == notify._MEMORY_LIMIT
+    from nodes.ingest import run_memory
+
+    for i in range(run_memory._LOCAL_LIMIT + 10):
+        run_memory.remember(f"t{i}", "n", "0:console:x", {"driver": "console"}, durable=False)
+    assert len(run_memory._local) == run_memory._LOCAL_LIMIT
     notify.forget_deliveries()
-    assert not notify._delivered
+    assert not run_memory._local

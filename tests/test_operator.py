@@ -146,7 +146,7 @@ def test_on_success_fires_with_the_run_state(flow, httpserver: HTTPServer):
         name, httpserver.url_for("/hook"), {"id": "fine", "type": "echo", "next": "after"}
     )
     assert asyncio.run(flow(definition=definition, return_state=True)).is_completed()
-    assert titles(httpserver) == [f"started {name}", f"done {name}: Completed"]
+    assert titles(httpserver) == [f"started {name}", f"done {name}: completed"]
 
 
 def test_on_failure_fires_when_the_flow_run_crashes(flow, httpserver: HTTPServer):

@@ -39,7 +39,8 @@ def parse(payload: dict[str, Any], config: Config | None = None) -> Parsed:
     """Alerts keyed by their own fingerprint, grouped by the receiver and `groupKey`.
 
     Each alert's `status` is trusted, not `endsAt` (a firing alert carries a future
-    `endsAt`); unknown keys (`truncatedAlerts`, `notification_reason`) are ignored.
+    `endsAt`); `truncatedAlerts` (alerts Alertmanager left out of a group over its
+    `max_alerts`) is kept as `truncated_alerts`; other unknown keys are ignored.
     """
     return parse_group(payload, source="alertmanager")
 
@@ -64,7 +65,22 @@ def parse_group(payload: dict[str, Any], *, source: str) -> Parsed:
         or string_map(payload.get("commonAnnotations"), "commonAnnotations").get("summary")
         or alerts[0]["title"]
     )
-    return Parsed(alerts=alerts, group_key=f"{source}:{receiver}:{group_key}", title=title)
+    parsed = Parsed(alerts=alerts, group_key=f"{source}:{receiver}:{group_key}", title=title)
+    truncated = _truncated(payload.get("truncatedAlerts"))
+    if truncated:
+        parsed.extra["truncated_alerts"] = truncated
+    return parsed
+
+
+def _truncated(value: Any) -> int:
+    """`truncatedAlerts`: a count (absent or null is none)."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if type(value) is not int or value < 0 or value > 10**9:
+        raise IngestError(f"truncatedAlerts: expected a count of alerts, got {str(value)[:32]!r}")
+    return value
 
 
 def _alert(entry: Any, where: str, source: str) -> dict[str, Any]:

@@ -122,6 +122,21 @@ def _create_schema(engine: Engine) -> None:
             # parallel first runs must not race each other's CREATE TABLE
             conn.execute(text("SELECT pg_advisory_xact_lock(4242061001)"))
         metadata.create_all(conn)
+        _add_missing_columns(conn)
+
+
+# columns added since a store's tables were first created: (table, column, SQL type)
+_ADDED_COLUMNS = (("opsflow_incidents", "truncated_alerts", "INTEGER"),)
+
+
+def _add_missing_columns(conn) -> None:
+    """Bring a store made by an earlier version up to date (create_all adds no columns)."""
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(conn)
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
 
 
 @contextmanager

@@ -85,9 +85,18 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
 
         url = store.database_url(config.database_url.get_secret_value() if config.database_url else None)
         _track_secret_url(url, ctx)
-        result = store.ingest(alerts, key=key, title=parsed.title, source=name, database_url=url)
+        truncated = parsed.extra.get("truncated_alerts", 0)
+        result = store.ingest(
+            alerts,
+            key=key,
+            title=parsed.title,
+            source=name,
+            database_url=url,
+            truncated_alerts=truncated,
+            once=(ctx.run.trace_id, ctx.node_id, _digest(payload, key)),
+        )
     else:
-        result = _unstored(alerts, key, parsed.title, name)
+        result = _unstored(alerts, key, parsed.title, name, parsed.extra.get("truncated_alerts", 0))
     incident = result["incident"]
     ctx.log.info("ingest: %s incident %s %s (%s)", name, incident["id"], incident["status"], result["counts"])
     return {
@@ -149,7 +158,9 @@ def group_key(parsed: Parsed, alerts: list[dict[str, Any]], group_by: list[str])
     return "group_by:" + json.dumps(values, sort_keys=True, ensure_ascii=False)
 
 
-def _unstored(alerts: list[dict[str, Any]], key: str, title: str, name: str) -> dict[str, Any]:
+def _unstored(
+    alerts: list[dict[str, Any]], key: str, title: str, name: str, truncated: int
+) -> dict[str, Any]:
     """The incident as it would look, for `store: false`: nothing recorded, nothing counted."""
     firing = sum(1 for a in alerts if a["status"] == "firing")
     incident = {
@@ -167,8 +178,17 @@ def _unstored(alerts: list[dict[str, Any]], key: str, title: str, name: str) -> 
         "created_at": None,
         "updated_at": None,
         "resolved_at": None,
+        "truncated_alerts": truncated,
     }
     return {"incident": incident, "counts": dict(_ZERO), "created": False, "duplicate": False}
+
+
+def _digest(payload: dict[str, Any], key: str) -> str:
+    """The delivery's identity: the same run seeing it again is a retry, not a repeat."""
+    import hashlib
+
+    canonical = json.dumps([key, payload], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _track_secret_url(url: str, ctx: NodeContext) -> None:

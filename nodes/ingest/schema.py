@@ -42,9 +42,20 @@ incidents_table = Table(
     Column("created_at", _TIME, nullable=False),
     Column("updated_at", _TIME, nullable=False),
     Column("resolved_at", _TIME, nullable=True),
+    # alerts the sender left out of its latest delivery (Alertmanager's truncatedAlerts)
+    Column("truncated_alerts", Integer, nullable=True),
     UniqueConstraint("open_key", name="uq_opsflow_incidents_open_key"),
     Index("ix_opsflow_incidents_key_hash", "key_hash"),
     Index("ix_opsflow_incidents_status_updated", "status", "updated_at"),
+)
+
+# one row per group ever seen: ingest locks it first, so the writers of one group (whether
+# an incident exists yet or not) take turns, and a resolved-only delivery that creates the
+# group's first incident cannot race another doing the same
+groups_table = Table(
+    "opsflow_incident_groups",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
 )
 
 alerts_table = Table(
@@ -73,6 +84,18 @@ alerts_table = Table(
     Column("last_seen_at", _TIME, nullable=False),
     Column("resolved_at", _TIME, nullable=True),
     UniqueConstraint("incident_id", "fingerprint", name="uq_opsflow_alerts_incident_fingerprint"),
+)
+
+# what a run's nodes already did (a channel reached), so no retry does it again: see run_memory.py
+run_memory_table = Table(
+    "opsflow_run_memory",
+    metadata,
+    Column("trace_id", String(128), primary_key=True),
+    Column("node_id", String(128), primary_key=True),
+    Column("entry", String(256), primary_key=True),
+    Column("record", _JSON, nullable=False),
+    Column("created_at", _TIME, nullable=False),
+    Index("ix_opsflow_run_memory_created", "created_at"),
 )
 
 

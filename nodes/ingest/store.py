@@ -2,9 +2,13 @@
 
 One open incident per group key (a unique `open_key`, cleared on resolution), alerts
 unique per (incident, fingerprint) and written with `INSERT ... ON CONFLICT`. Writers
-of one incident are serialised by a row lock on it (PostgreSQL `FOR UPDATE`) or by the
-database write lock (SQLite `BEGIN IMMEDIATE`), so parallel workers ingesting the same
-group never duplicate an alert or lose a receive.
+of one group are serialised by a row lock on the group's row in `opsflow_incident_groups`
+(an upsert, taken before anything is read: on PostgreSQL the row exists and is locked
+even when the group has no incident yet) or by the database write lock (SQLite
+`BEGIN IMMEDIATE`), so parallel workers ingesting the same group never create its
+incident twice, duplicate an alert, or lose a receive. A lock on the incident row alone
+is not enough: a resolved-only delivery creates the group's first incident already
+resolved, with no `open_key` for a concurrent one to conflict on.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nodes.errors import IngestError
+from nodes.ingest import run_memory
 from nodes.ingest.alert import common_labels, dedupe, worst_severity
 from nodes.ingest.db import database_url, dispose_engines, errors, get_engine
 
@@ -25,6 +30,7 @@ __all__ = [
     "get_incident",
     "ingest",
     "list_incidents",
+    "record_repeat",
     "save_notification_state",
 ]
 
@@ -46,8 +52,18 @@ def ingest(
     title: str,
     source: str,
     database_url: str | None = None,
+    truncated_alerts: int = 0,
+    once: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
     """Record one delivery of a group's alerts; return the incident and what changed.
+
+    `once` is (trace id, node id, payload digest): the outcome is kept with the write, in
+    the same transaction, and an attempt of the same run that comes again (a retry after
+    a timeout, or of the whole flow run) gets that outcome back instead of ingesting the
+    same alerts a second time, which would read as a duplicate and silence the page.
+
+    `truncated_alerts` is how many alerts the sender left out of this delivery (kept on
+    the incident, the latest delivery's count).
 
     Returns `{"incident", "created", "counts": {received, new, updated, resolved},
     "duplicate"}`; `duplicate` means the incident existed and nothing in it changed
@@ -67,6 +83,9 @@ def ingest(
     all_resolved = all(a["status"] == "resolved" for a in alerts)
     A, Inc = alerts_table, incidents_table
     with errors(engine, "ingesting alerts"), engine.begin() as conn:
+        _lock_group(conn, key_hash)
+        if once is not None and (earlier := run_memory.outcome_in(conn, once)) is not None:
+            return {**earlier, "replayed": True}
         incident, created = _claim_incident(conn, key, key_hash, title, source, all_resolved, now)
         stored = {
             row[0]: _alert_dict(row)
@@ -96,31 +115,81 @@ def ingest(
                 open_key=key_hash if status == "open" else None,
                 updated_at=now,
                 resolved_at=resolved_at,
+                truncated_alerts=truncated_alerts or None,
             )
         )
-    before = {fp: a["status"] for fp, a in stored.items()}
-    new = [a for a in alerts if a["fingerprint"] not in before]
-    changed = [a for a in alerts if before.get(a["fingerprint"], a["status"]) != a["status"]]
-    counts = {
-        "received": len(alerts),
-        "new": len(new),
-        "updated": len(alerts) - len(new),
-        "resolved": sum(1 for a in changed if a["status"] == "resolved"),
-    }
-    state = {
-        **incident._asdict(),
-        "status": status,
-        "severity": severity,
-        "updated_at": now,
-        "resolved_at": resolved_at,
-    }
-    duplicate = not created and not new and not changed and incident.status == status
-    return {
-        "incident": _incident_dict(state, rows),
-        "created": created,
-        "counts": counts,
-        "duplicate": duplicate,
-    }
+        before = {fp: a["status"] for fp, a in stored.items()}
+        new = [a for a in alerts if a["fingerprint"] not in before]
+        changed = [a for a in alerts if before.get(a["fingerprint"], a["status"]) != a["status"]]
+        counts = {
+            "received": len(alerts),
+            "new": len(new),
+            "updated": len(alerts) - len(new),
+            "resolved": sum(1 for a in changed if a["status"] == "resolved"),
+        }
+        state = {
+            **incident._asdict(),
+            "status": status,
+            "severity": severity,
+            "updated_at": now,
+            "resolved_at": resolved_at,
+            "truncated_alerts": truncated_alerts or None,
+        }
+        duplicate = not created and not new and not changed and incident.status == status
+        result = {
+            "incident": _incident_dict(state, rows),
+            "created": created,
+            "counts": counts,
+            "duplicate": duplicate,
+        }
+        if once is not None:
+            run_memory.keep_outcome(conn, once, result, now)
+        return result
+
+
+def record_repeat(alerts: list[dict[str, Any]], *, key: str, database_url: str | None = None) -> int | None:
+    """Count a repeated delivery (one that starts no run) on the group's incident: each of its
+    alerts stored with the same status gets one more receive and a new `last_seen_at`.
+
+    The incident is the group's open one, else its latest; returns its id, or None when the
+    store has no incident for the group yet (the first delivery's run has not ingested it).
+    """
+    from sqlalchemy import select, update
+
+    from nodes.ingest.schema import alerts_table as A
+    from nodes.ingest.schema import incidents_table as Inc
+
+    engine = get_engine(database_url)
+    key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    now = datetime.now(UTC)
+    with errors(engine, "recording a repeated delivery"), engine.begin() as conn:
+        _lock_group(conn, key_hash)
+        incident = conn.execute(select(Inc.c.id).where(Inc.c.open_key == key_hash)).first()
+        if incident is None:
+            latest = select(Inc.c.id).where(Inc.c.key_hash == key_hash).order_by(Inc.c.id.desc()).limit(1)
+            incident = conn.execute(latest).first()
+        if incident is None:
+            return None
+        for status in ("firing", "resolved"):
+            fingerprints = [a["fingerprint"] for a in alerts if a["status"] == status]
+            if fingerprints:
+                where = (
+                    A.c.incident_id == incident.id,
+                    A.c.fingerprint.in_(fingerprints),
+                    A.c.status == status,
+                )
+                conn.execute(
+                    update(A).where(*where).values(receive_count=A.c.receive_count + 1, last_seen_at=now)
+                )
+    return incident.id
+
+
+def _lock_group(conn, key_hash: str) -> None:
+    """Hold the group's row lock until the transaction ends (inserting the row if it is new)."""
+    from nodes.ingest.schema import groups_table
+
+    stmt = _insert(conn, groups_table).values(key_hash=key_hash)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["key_hash"], set_={"key_hash": key_hash}))
 
 
 def _claim_incident(conn, key, key_hash, title, source, all_resolved, now):
@@ -327,4 +396,5 @@ def _incident_dict(incident: dict[str, Any], alerts: list[dict[str, Any]]) -> di
         "created_at": _iso(incident["created_at"]),
         "updated_at": _iso(incident["updated_at"]),
         "resolved_at": _iso(incident["resolved_at"]),
+        "truncated_alerts": incident.get("truncated_alerts") or 0,
     }

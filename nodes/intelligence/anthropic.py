@@ -62,7 +62,7 @@ def analyze(config: Config, ctx: NodeContext, prompt: Prompt, *, client: Any = N
     url = config.base_url.rstrip("/") + "/v1/messages"
     client = client or _shared_http()
     try:
-        response = client.post(url, json=body, headers=headers, timeout=config.timeout_seconds)
+        response = client.post(url, json=body, headers=headers, timeout=ctx.time_left(config.timeout_seconds))
     except httpx.TimeoutException as exc:
         raise ProviderError("anthropic: request timed out", retryable=True) from exc
     except httpx.HTTPError as exc:

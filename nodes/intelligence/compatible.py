@@ -43,13 +43,14 @@ def analyze(config: Config, ctx: NodeContext, prompt: Prompt, *, client: Any = N
             ctx.secrets.add(key)
         # the SDK insists on a key; servers without auth ignore the header
         client = shared_client(key or "not-needed", config.base_url, config.timeout_seconds)
-    return _call(client, config, prompt)
+    return _call(client, config, prompt, ctx.time_left(config.timeout_seconds))
 
 
-def _call(client: Any, config: Config, prompt: Prompt) -> dict[str, Any]:
+def _call(client: Any, config: Config, prompt: Prompt, timeout: float) -> dict[str, Any]:
     return complete(
         client,
         prompt,
+        timeout=timeout,
         where="openai-compatible",
         model=config.model,
         temperature=config.temperature,

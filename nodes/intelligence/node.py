@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
@@ -121,7 +123,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     """
     prompts: dict[str, Prompt] = {}
     try:
-        result = _analyze(config.provider, config.settings, config, ctx, prompts)
+        result = _analyze(config.provider, config.settings, config, _leaving_time_for(config, ctx), prompts)
     except NodeError as exc:
         if config.fallback is None or (exc.retryable and not ctx.last_attempt):
             raise
@@ -140,6 +142,23 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
         return result
     result["fallback_used"] = False
     return result
+
+
+# what the local rules need of an attempt's time (milliseconds, in fact); another provider gets half
+LOCAL_FALLBACK_SECONDS = 1.0
+
+
+def _leaving_time_for(config: Config, ctx: NodeContext) -> NodeContext:
+    """The primary provider's view of the attempt: a deadline early enough for the fallback to run.
+
+    Without it a slow model used the node's whole timeout, the attempt was given up, and
+    the fallback never ran: no analysis at all instead of the local one.
+    """
+    if config.fallback is None or ctx.deadline is None:
+        return ctx
+    left = ctx.deadline - time.monotonic()
+    keep = LOCAL_FALLBACK_SECONDS if config.fallback.provider == "local" else left / 2
+    return dataclasses.replace(ctx, deadline=ctx.deadline - min(keep, left / 2))
 
 
 def _analyze(

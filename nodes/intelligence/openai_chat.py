@@ -39,13 +39,14 @@ def analyze(config: Config, ctx: NodeContext, prompt: Prompt, *, client: Any = N
     """One chat completion; `client` (an `openai.OpenAI`) lets tests and callers reuse a connection."""
     if client is None:
         client = shared_client(_api_key(config, ctx), config.base_url, config.timeout_seconds)
-    return _call(client, config, prompt)
+    return _call(client, config, prompt, ctx.time_left(config.timeout_seconds))
 
 
-def _call(client: Any, config: Config, prompt: Prompt) -> dict[str, Any]:
+def _call(client: Any, config: Config, prompt: Prompt, timeout: float) -> dict[str, Any]:
     return complete(
         client,
         prompt,
+        timeout=timeout,
         where="openai",
         model=config.model,
         temperature=config.temperature,
@@ -80,6 +81,7 @@ def complete(
     client: Any,
     prompt: Prompt,
     *,
+    timeout: float,
     where: str,
     model: str,
     temperature: float | None,
@@ -88,7 +90,10 @@ def complete(
     token_param: str,
     key_hint: str,
 ) -> dict[str, Any]:
-    """Ask for the analysis and validate it; shared with `openai-compatible` servers."""
+    """Ask for the analysis and validate it; shared with `openai-compatible` servers.
+
+    `timeout` is this call's own (the attempt's time left), whatever the client's default.
+    """
     import openai
 
     kwargs: dict[str, Any] = {
@@ -98,6 +103,7 @@ def complete(
             {"role": "user", "content": prompt.user},
         ],
         token_param: max_output_tokens,
+        "timeout": timeout,
     }
     if temperature is not None:
         kwargs["temperature"] = temperature

@@ -76,7 +76,7 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
         "POST",
         url,
         client=client,
-        timeout=config.timeout_seconds,
+        timeout=ctx.time_left(config.timeout_seconds),
         json_body=build_payload(config, message),
     )
     check_status("discord", url, response)

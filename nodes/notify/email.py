@@ -159,16 +159,18 @@ def send(config: Config, message: Message, ctx: NodeContext, client: Any = None)
         tls.check_hostname = False
         tls.verify_mode = ssl.CERT_NONE
     msg = build_email(config, message, s["sender"])
+    timeout = ctx.time_left(config.timeout_seconds)
     try:
         if config.security == "ssl":
-            smtp = smtplib.SMTP_SSL(s["host"], s["port"], timeout=config.timeout_seconds, context=tls)
+            smtp = smtplib.SMTP_SSL(s["host"], s["port"], timeout=timeout, context=tls)
         else:
-            smtp = smtplib.SMTP(s["host"], s["port"], timeout=config.timeout_seconds)
+            smtp = smtplib.SMTP(s["host"], s["port"], timeout=timeout)
         with smtp:
             if config.security == "starttls":
                 smtp.starttls(context=tls)
             if s["username"]:
                 smtp.login(s["username"], s["password"] or "")
+            ctx.time_left(timeout)  # a slow greeting or login may have used the attempt up
             refused = smtp.send_message(msg)
     except smtplib.SMTPAuthenticationError as exc:
         raise DeliveryError(f"{where}: login refused for {s['username']!r} ({exc.smtp_code})") from exc
@@ -191,9 +193,9 @@ def send(config: Config, message: Message, ctx: NodeContext, client: Any = None)
         # smtplib reports a read timeout (a server that never greets or replies) as a disconnect
         if not isinstance(exc.__context__, TimeoutError):
             raise DeliveryError(f"{where}: connection closed by the server: {exc}", retryable=True) from exc
-        raise DeliveryError(f"{where}: no answer within {config.timeout_seconds:g}s", retryable=True) from exc
+        raise DeliveryError(f"{where}: no answer within {timeout:g}s", retryable=True) from exc
     except TimeoutError as exc:
-        raise DeliveryError(f"{where}: no answer within {config.timeout_seconds:g}s", retryable=True) from exc
+        raise DeliveryError(f"{where}: no answer within {timeout:g}s", retryable=True) from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
     record: dict[str, Any] = {

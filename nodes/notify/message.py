@@ -223,6 +223,8 @@ def _default_text(analysis, incident, checks) -> str:
     elif incident:
         for alert in (incident.get("alerts") or [])[:20]:
             lines.append(f"- [{alert.get('status')}] {alert.get('title')}: {alert.get('description') or ''}")
+    if incident and incident.get("truncated_alerts"):  # the group is bigger than what was sent
+        lines.append(f"+{incident['truncated_alerts']} alerts not included by Alertmanager")
     for out in checks:
         for check in out.get("checks", []):
             if check.get("status") != "ok":

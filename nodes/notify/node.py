@@ -1,7 +1,9 @@
 """`notify` node: build one message from the run and deliver it to one or more channels.
 
-A retry of the node does not re-send to channels an earlier attempt of the same run
-already reached: delivered channels are remembered per (trace id, node id) in memory.
+A retry does not re-send to channels an earlier attempt of the same run already reached:
+delivered channels are remembered per (trace id, node id) in the incident store's
+database (`nodes.ingest.run_memory`), so a flow run retried from the UI, or on another
+worker, remembers them too. Console output is remembered by this process only.
 """
 
 from __future__ import annotations
@@ -9,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -101,8 +101,8 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     targets = config.targets()
     for target in targets:
         _register_secrets(target.settings, ctx)
-    memory_key = (ctx.run.trace_id, ctx.node_id)
-    earlier = _remembered(memory_key)
+    durable = any(t.driver != "console" for t in targets)
+    earlier = _remembered(ctx, durable)
     keys = [_channel_key(i, t) for i, t in enumerate(targets)]
     pending = [i for i, k in enumerate(keys) if k not in earlier]
 
@@ -125,7 +125,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
             ]
             outcome = _deliver(t, message, ctx, client)
             if outcome[1] is None:
-                _remember(memory_key, keys[i], outcome[0])
+                _remember(ctx, keys[i], outcome[0], durable=t.driver != "console")
             return i, outcome
 
         if len(pending) == 1:
@@ -224,37 +224,31 @@ def _register_secrets(settings: BaseModel, ctx: NodeContext) -> None:
 
 # -- channels already delivered, per (trace id, node id) ------------------------------------
 
-_MEMORY_LIMIT = 4096
-_delivered: OrderedDict[tuple[str, str], dict[str, dict[str, Any]]] = OrderedDict()
-_lock = threading.Lock()
-
 
 def _channel_key(index: int, target: Channel) -> str:
     settings = json.dumps(target.model_dump(mode="json"), sort_keys=True, default=str)
     return f"{index}:{target.driver}:{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
 
 
-def _remembered(key: tuple[str, str]) -> dict[str, dict[str, Any]]:
-    with _lock:
-        return dict(_delivered.get(key, {}))
+def _remembered(ctx: NodeContext, durable: bool) -> dict[str, dict[str, Any]]:
+    from nodes.ingest import run_memory
+
+    if not durable:
+        return run_memory.recall_local(ctx.run.trace_id, ctx.node_id)
+    return run_memory.recall(ctx.run.trace_id, ctx.node_id, log=ctx.log)
 
 
-def _remember(key: tuple[str, str], channel: str, record: dict[str, Any]) -> None:
-    with _lock:
-        _delivered.setdefault(key, {})[channel] = record
-        _delivered.move_to_end(key)
-        while len(_delivered) > _MEMORY_LIMIT:
-            _delivered.popitem(last=False)
+def _remember(ctx: NodeContext, channel: str, record: dict[str, Any], *, durable: bool) -> None:
+    from nodes.ingest import run_memory
+
+    run_memory.remember(ctx.run.trace_id, ctx.node_id, channel, record, durable=durable, log=ctx.log)
 
 
 def forget_deliveries(trace_id: str | None = None) -> None:
-    """Drop the delivered-channel memory (of one run, or all): for tests and long-lived workers."""
-    with _lock:
-        if trace_id is None:
-            _delivered.clear()
-        else:
-            for key in [k for k in _delivered if k[0] == trace_id]:
-                del _delivered[key]
+    """Drop the delivered-channel memory of this process (of one run, or all): for tests."""
+    from nodes.ingest import run_memory
+
+    run_memory.forget_local(trace_id)
 
 
 # -- config resolution and dry-run ----------------------------------------------------------

@@ -105,7 +105,12 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
     ctx.secrets.add(routing_key)
     event = build_event(config, message, routing_key)
     response = request(
-        "pagerduty", "POST", config.events_url, client=client, timeout=config.timeout_seconds, json_body=event
+        "pagerduty",
+        "POST",
+        config.events_url,
+        client=client,
+        timeout=ctx.time_left(config.timeout_seconds),
+        json_body=event,
     )
     check_status("pagerduty", config.events_url, response)
     try:

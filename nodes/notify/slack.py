@@ -131,7 +131,7 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
             "POST",
             secret,
             client=client,
-            timeout=config.timeout_seconds,
+            timeout=ctx.time_left(config.timeout_seconds),
             json_body=build_payload(message),
         )
         check_status("slack", secret, response)
@@ -150,7 +150,7 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
         "POST",
         url,
         client=client,
-        timeout=config.timeout_seconds,
+        timeout=ctx.time_left(config.timeout_seconds),
         json_body=payload,
         headers={"Authorization": f"Bearer {secret}"},
     )

@@ -90,7 +90,12 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
     url = secret_or_env(config.webhook_url, "TEAMS_WEBHOOK_URL", "teams", "webhook_url")
     ctx.secrets.add(url)
     response = request(
-        "teams", "POST", url, client=client, timeout=config.timeout_seconds, json_body=build_card(message)
+        "teams",
+        "POST",
+        url,
+        client=client,
+        timeout=ctx.time_left(config.timeout_seconds),
+        json_body=build_card(message),
     )
     check_status("teams", url, response)
     return delivered("teams", response, target=target(url))

@@ -102,7 +102,7 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
         config.method,
         url,
         client=client,
-        timeout=config.timeout_seconds,
+        timeout=ctx.time_left(config.timeout_seconds),
         json_body=body,
         headers=headers,
     )

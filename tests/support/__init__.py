@@ -1,0 +1,1 @@
+"""Helpers shared by the test modules: ports, real Prefect servers, their logs."""

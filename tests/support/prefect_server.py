@@ -1,0 +1,129 @@
+"""`prefect server start` as a user runs it, in its own process group, with its log checked.
+
+A real server runs its services (scheduler, automations, ...) in the background; when one
+of them fails it logs a traceback and goes on, and nothing a client sees changes. That is
+how a scheduler that never scheduled went unnoticed, so every test that starts a server
+fails when the server's log holds a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["BIN", "PrefectServer", "free_port", "server_log_problems", "wait_healthy"]
+
+BIN = Path(sys.executable).parent
+
+# what a failing server service or request handler leaves in the log
+PROBLEM = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||^ERROR:", re.MULTILINE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(api_url: str, process: subprocess.Popen, timeout: float = 240) -> None:
+    """Block until `/health` answers 200; fail if the process exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"prefect server exited early ({process.returncode})"
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"prefect server did not answer at {api_url} within {timeout:.0f} s")
+
+
+def server_log_problems(text: str, allowed: Iterable[str] = ()) -> list[str]:
+    """The tracebacks and ERROR lines in a server log, each with the lines after it.
+
+    `allowed` holds substrings of problems a test provokes on purpose (a server killed
+    mid-request); anything else is a failure of the server under test.
+    """
+    problems = []
+    for match in PROBLEM.finditer(text):
+        excerpt = text[match.start() : match.start() + 1500]
+        if not any(pattern in excerpt for pattern in allowed):
+            problems.append(excerpt)
+    return problems
+
+
+class PrefectServer:
+    """`prefect server start` on a free loopback port (SQLite under `home`, or a PostgreSQL URL)."""
+
+    def __init__(
+        self,
+        home: Path,
+        database_url: str | None = None,
+        *,
+        services: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+        self.env.update(
+            PREFECT_HOME=str(home),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_ENABLED="false",
+        )
+        if database_url:
+            self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url.replace("+psycopg", "+asyncpg")
+        self.env.update(env or {})
+        self.services = services
+        home.mkdir(parents=True, exist_ok=True)
+        self.log = home.parent / f"prefect-server-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> PrefectServer:
+        command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(
+                [*command, *([] if self.services else ["--no-services"])],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        wait_healthy(self.api_url, self.process)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or OOM-killed server dies: no shutdown, requests cut mid-way."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def assert_clean_log(self, allowed: Iterable[str] = ()) -> None:
+        """Fail with the first problems when the server logged a traceback or an ERROR."""
+        problems = server_log_problems(self.log_text(), allowed)
+        assert not problems, f"{len(problems)} problem(s) in {self.log}:\n\n" + "\n---\n".join(problems[:3])
