@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import os
 import uuid
 from typing import Annotated, Any
 
@@ -41,13 +40,13 @@ from deployments._receiver_models import (
     json_body,
 )
 from deployments._receiver_prefect import create_run, freeze_heap, prefect_client, reachable
+from flows.access import TOKEN_ENV, receiver_token
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY
 
 __all__ = ["DEFAULT_DEFINITION", "create_app", "freeze_heap", "main"]
 
 DEFAULT_DEFINITION = "alert-triage"
-TOKEN_ENV = "OPSFLOW_RECEIVER_TOKEN"
 PREFECT_TIMEOUT_SECONDS = 10.0
 HEALTH_TIMEOUT_SECONDS = 3.0
 # flow runs being created at once (more only contend for a SQLite-backed server's lock)
@@ -75,9 +74,10 @@ def create_app(
     `journal` (True: the incident store's database; or a database URL) answers alerts
     once journaled and creates their runs in the background.
     Alert events go to the process's configured API whatever `api_url` says (Prefect's
-    events worker is process-wide). The token is read from $OPSFLOW_RECEIVER_TOKEN now.
+    events worker is process-wide). The token is read now, from $OPSFLOW_RECEIVER_TOKEN or
+    $OPSFLOW_RECEIVER_TOKEN_FILE (flows.access).
     """
-    token = os.environ.get(TOKEN_ENV) or None
+    token = receiver_token()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
