@@ -69,8 +69,7 @@ def ingest(
     from nodes.ingest.schema import alerts_table, incidents_table
 
     engine = get_engine(database_url)
-    # what the store keeps has no secret shapes, however the payload came (nodes.scrub)
-    alerts = [scrub_alert(a) for a in dedupe(alerts)]
+    alerts = [scrub_alert(a) for a in dedupe(alerts)]  # kept without secret shapes, however they came
     key, title = scrub_payload([key, title])[0]
     if not alerts:
         raise IngestError("nothing to ingest: the payload holds no alerts")
