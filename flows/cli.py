@@ -93,7 +93,9 @@ def _payload(payload: str | None, file: Path | None, sample: bool) -> dict[str, 
         data = {}
     if not isinstance(data, dict):
         raise Exit("The payload must be a JSON object")
-    return data
+    from nodes.scrub import scrub_alert_payload  # the payload is stored as the run's parameters
+
+    return scrub_alert_payload(data)[0]
 
 
 def sample_payload() -> dict[str, Any]:

@@ -119,6 +119,18 @@ _JOURNAL_HELP = (
     "their runs as fast as Prefect allows (for alert storms; the 202 then carries a delivery id)."
 )
 
+_NO_AUTH_HELP = "Listen off loopback without a receiver token (anyone reaching it can run definitions)."
+
+
+def _receiver_access(host: str, no_auth: bool) -> None:
+    from flows.access import check_receiver_access
+    from nodes.errors import OpsflowError
+
+    try:
+        check_receiver_access(host, no_auth=no_auth)
+    except OpsflowError as exc:
+        raise Exit(str(exc)) from None
+
 
 @app.command()
 def serve(
@@ -128,9 +140,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Receiver address (with --receiver).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Receiver port (with --receiver).")] = 8080,
     journal: Annotated[bool, typer.Option("--journal", help=_JOURNAL_HELP)] = False,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help=_NO_AUTH_HELP)] = False,
 ) -> None:
     """Serve every definition as a deployment (no work pool) and run its flow runs here."""
     from flows.runner import serve_from_cli
+
+    if receiver:
+        _receiver_access(host, no_auth)
 
     serve_from_cli(poll=poll, limit=limit, receiver=(host, port, journal) if receiver else None)
 
@@ -140,8 +156,10 @@ def receiver_command(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8080,
     journal: Annotated[bool, typer.Option("--journal", help=_JOURNAL_HELP)] = False,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help=_NO_AUTH_HELP)] = False,
 ) -> None:
     """Run the alert webhook receiver: each alert becomes a flow run of its definition's deployment."""
+    _receiver_access(host, no_auth)
     from flows.server import configured_api_url
     from flows.settings import apply_prefect_defaults, skip_tls_setup_for
 

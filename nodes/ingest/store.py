@@ -22,6 +22,7 @@ from nodes.errors import IngestError
 from nodes.ingest import run_memory
 from nodes.ingest.alert import common_labels, dedupe, worst_severity
 from nodes.ingest.db import database_url, dispose_engines, errors, get_engine
+from nodes.scrub import scrub_alert, scrub_payload
 
 __all__ = [
     "database_url",
@@ -75,7 +76,8 @@ def ingest(
     from nodes.ingest.schema import alerts_table, incidents_table
 
     engine = get_engine(database_url)
-    alerts = dedupe(alerts)
+    alerts = [scrub_alert(a) for a in dedupe(alerts)]  # kept without secret shapes, however they came
+    key, title = scrub_payload([key, title])[0]
     if not alerts:
         raise IngestError("nothing to ingest: the payload holds no alerts")
     key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -160,7 +162,7 @@ def record_repeat(alerts: list[dict[str, Any]], *, key: str, database_url: str |
     from nodes.ingest.schema import incidents_table as Inc
 
     engine = get_engine(database_url)
-    key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    key_hash = hashlib.sha256(scrub_payload(key)[0].encode("utf-8")).hexdigest()  # as ingest() keeps it
     now = datetime.now(UTC)
     with errors(engine, "recording a repeated delivery"), engine.begin() as conn:
         _lock_group(conn, key_hash)
