@@ -24,16 +24,8 @@ from nodes.ingest.alert import common_labels, dedupe, worst_severity
 from nodes.ingest.db import database_url, dispose_engines, errors, get_engine
 from nodes.scrub import scrub_alert, scrub_payload
 
-__all__ = [
-    "database_url",
-    "dispose_engines",
-    "get_engine",
-    "get_incident",
-    "ingest",
-    "list_incidents",
-    "record_repeat",
-    "save_notification_state",
-]
+__all__ = ["database_url", "dispose_engines", "get_engine", "get_incident", "ingest", "list_incidents"]
+__all__ += ["record_repeat", "save_notification_state"]
 
 STATUSES = ("open", "resolved")
 
