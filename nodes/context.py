@@ -1,4 +1,8 @@
-"""`context` node: a snapshot of the host (cpu, memory, disk, load, processes, network) via psutil."""
+"""`context` node: a snapshot of the host (cpu, memory, disk, load, processes, network) via psutil.
+
+psutil sees only the machine opsflow runs on (the orchestrator host). For an alert about
+another target it says nothing about that target, so by default it is not collected then.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,13 @@ class Config(BaseModel):
         default=5, ge=0, le=100, description="How many processes to list, by memory, in `processes`."
     )
     per_cpu: bool = Field(default=False, description="Also report each CPU's percentage.")
+    other_targets: Literal["skip", "collect"] = Field(
+        default="skip",
+        description=(
+            "For alerts about other hosts: `skip` collects nothing (psutil would "
+            "describe the opsflow host, not the target); `collect` collects it labelled as that host."
+        ),
+    )
     cpu_interval: float = Field(
         default=0.1,
         ge=0,
@@ -46,14 +57,53 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
         "network": _network,
         "load": _load,
     }
+    hostname = socket.gethostname()
+    elsewhere = alert_targets_elsewhere(ctx.incident, hostname)
+    if elsewhere and config.other_targets == "skip":
+        return {
+            "hostname": hostname,
+            "scope": "orchestrator",
+            "collected": False,
+            "skipped_reason": (
+                f"the alert is about {', '.join(elsewhere[:5])}, not this host ({hostname}): "
+                "psutil describes only the host opsflow runs on"
+            ),
+        }
     output: dict[str, Any] = {
-        "hostname": socket.gethostname(),
+        "hostname": hostname,
+        "scope": "orchestrator",  # the machine opsflow runs on, never the alert's target
         "collected_at": datetime.now(UTC).isoformat(),
         "boot_time": datetime.fromtimestamp(psutil.boot_time(), UTC).isoformat(),
     }
+    if elsewhere:
+        output["not_the_alert_target"] = True
     for name in dict.fromkeys(config.include):
         output[name] = collectors[name](psutil, config)
     return output
+
+
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def alert_targets_elsewhere(incident: dict[str, Any] | None, hostname: str | None = None) -> list[str]:
+    """The alert targets that are not this host; empty when there is no alert or one is about here.
+
+    An alert that names no target at all counts as elsewhere: nothing says it is about this host.
+    """
+    if not incident:
+        return []
+    hostname = (hostname or socket.gethostname()).lower()
+    here = {hostname, hostname.split(".")[0], *_LOCAL_NAMES}
+    targets = []
+    for alert in incident.get("alerts") or []:
+        labels = alert.get("labels") or {}
+        name = next((labels[k] for k in ("instance", "host", "hostname", "node") if labels.get(k)), None)
+        name = str(name or alert.get("host") or "")
+        bare = name.lower().rsplit(":", 1)[0] if name.count(":") == 1 else name.lower()
+        if bare and (bare in here or bare.split(".")[0] in here):
+            return []
+        targets.append(name or "an unnamed target")
+    return list(dict.fromkeys(targets))
 
 
 def _cpu(psutil, config: Config) -> dict[str, Any]:

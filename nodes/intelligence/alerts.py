@@ -1,0 +1,174 @@
+"""What the local rules conclude from an alert's own labels, annotations and expression.
+
+Without metrics of the target, the honest cause is the category of the alert's condition
+(a crash loop, a filling disk, ...) or a plain "none found"; it is never the `summary`
+annotation restated, and never a number measured on another host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["CATEGORIES", "alert_expr", "category", "cause", "recommendations"]
+
+# (category, words in the alert name or expression, the cause, the metric or query to open)
+CATEGORIES: list[tuple[str, tuple[str, ...], str, str]] = [
+    (
+        "restarts",
+        ("restart", "crashloop", "backoff", "oomkill"),
+        "the workload on {where} keeps restarting (crash loop or OOM kill)",
+        "kube_pod_container_status_restarts_total{{{sel}}}",
+    ),
+    (
+        "availability",
+        (
+            "instancedown",
+            "targetdown",
+            "up ==",
+            "up==",
+            "unreachable",
+            "absent(",
+            "nodata",
+            "deadman",
+            "down",
+        ),
+        "{where} is not answering its health or scrape check "
+        "(process stopped, host down or network path broken)",
+        "up{{{sel}}}",
+    ),
+    (
+        "disk",
+        ("disk", "filesystem", "inode", "volume", "storage", "space"),
+        "the filesystem{mount} on {where} is filling up",
+        "node_filesystem_avail_bytes{{{sel}}}",
+    ),
+    (
+        "memory",
+        ("memory", "oom", "mem_", "swap"),
+        "memory pressure on {where}",
+        "node_memory_MemAvailable_bytes{{{sel}}}",
+    ),
+    (
+        "cpu",
+        ("cpu", "throttl"),
+        "CPU saturation on {where}",
+        'rate(node_cpu_seconds_total{{{sel},mode!="idle"}}[5m])',
+    ),
+    ("load", ("load",), "more runnable tasks than CPUs on {where}", "node_load1{{{sel}}}"),
+    (
+        "certificate",
+        ("cert", "ssl", "tls", "expir"),
+        "a certificate served by {where} is near or past expiry",
+        "probe_ssl_earliest_cert_expiry{{{sel}}}",
+    ),
+    (
+        "replication",
+        ("replica", "replication", "lag"),
+        "replication on {where} is falling behind",
+        "",
+    ),
+    ("queue", ("queue", "backlog", "consumer"), "work is piling up in a queue on {where}", ""),
+    (
+        "latency",
+        ("latency", "slow", "duration", "p99", "p95", "response_time"),
+        "requests to {where} are slow",
+        "",
+    ),
+    ("errors", ("error", "5xx", "failure", "failed"), "requests to {where} are failing (error rate up)", ""),
+]
+
+
+def alert_expr(alert: dict[str, Any]) -> str | None:
+    """The PromQL of the alert's rule, from an Alertmanager `generatorURL` (`g0.expr`)."""
+    url = alert.get("generator_url") or ""
+    try:
+        query = parse_qs(urlsplit(str(url)).query)
+    except ValueError:
+        return None
+    expr = (query.get("g0.expr") or [None])[0]
+    return expr.strip() if expr and expr.strip() else None
+
+
+def category(alert: dict[str, Any]) -> str | None:
+    """The kind of problem the alert's name and expression describe, or None."""
+    labels = alert.get("labels") or {}
+    haystack = " ".join(
+        str(x or "") for x in (labels.get("alertname"), alert.get("title"), alert_expr(alert))
+    ).lower()
+    for name, words, _, _ in CATEGORIES:
+        if any(word in haystack for word in words):
+            return name
+    return None
+
+
+def _where(alert: dict[str, Any]) -> str:
+    labels = alert.get("labels") or {}
+    for key in ("pod", "instance", "host", "node", "service", "job"):
+        if labels.get(key):
+            return str(labels[key])
+    return "the target"
+
+
+def _selector(alert: dict[str, Any]) -> str:
+    labels = alert.get("labels") or {}
+    keys = [k for k in ("instance", "pod", "namespace", "job") if labels.get(k)][:2]
+    return ",".join(f'{k}="{labels[k]}"' for k in keys)
+
+
+def cause(alert: dict[str, Any]) -> str:
+    """A cause sentence, or a plain statement that none was found."""
+    found = category(alert)
+    expr = alert_expr(alert)
+    condition = f" (its condition: `{expr}`)" if expr else ""
+    if not found:
+        return (
+            f"None found: nothing beyond the alert itself{condition} was available about {_where(alert)}, "
+            "and no metrics of that target were collected."
+        )
+    labels = alert.get("labels") or {}
+    mount = labels.get("mountpoint") or labels.get("device")
+    text = next(c for n, _, c, _ in CATEGORIES if n == found).format(
+        where=_where(alert), mount=f" {mount}" if mount else ""
+    )
+    said = f"as the alert's own condition says{condition}; not yet confirmed by metrics"
+    return f"{text[0].upper()}{text[1:]}, {said}."
+
+
+def recommendations(alert: dict[str, Any], priority: str) -> list[dict[str, str]]:
+    """Specific next steps: the runbook, the query to open, the metric to look at."""
+    notes = alert.get("annotations") or {}
+    name = alert.get("title") or (alert.get("labels") or {}).get("alertname") or "the alert"
+    where = _where(alert)
+    recs = []
+    if notes.get("runbook_url"):
+        recs.append(_rec(f"Follow the runbook for {name}", str(notes["runbook_url"]), priority))
+    expr = alert_expr(alert)
+    if alert.get("generator_url"):
+        what = f"`{expr}`" if expr else "the alert's source"
+        recs.append(_rec(f"Open the query of {name}", f"{what}: {alert['generator_url']}", priority))
+    found = category(alert)
+    metric = next((m for n, _, _, m in CATEGORIES if n == found), "")
+    if metric and _selector(alert):
+        query = metric.format(sel=_selector(alert))
+        recs.append(
+            _rec(f"Graph {query}", f"The metric behind {found} on {where}, over the last hour.", priority)
+        )
+    if notes.get("dashboard") or notes.get("dashboard_url"):
+        recs.append(
+            _rec("Open the dashboard", str(notes.get("dashboard") or notes.get("dashboard_url")), priority)
+        )
+    if not recs:
+        started = alert.get("starts_at") or "an unknown time"
+        recs.append(
+            _rec(
+                f"Investigate {name} on {where}",
+                f"Reported by {alert.get('source') or 'the alert source'}, firing since {started}.",
+                priority,
+            )
+        )
+    return recs
+
+
+def _rec(title: str, description: str, priority: str) -> dict[str, str]:
+    return {"title": title, "description": description, "priority": priority}
