@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import uuid
 from pathlib import Path
 
@@ -117,10 +118,16 @@ def test_an_analysis_that_thinks_it_worse_is_shown_beside_and_routes_only_when_o
 
 
 def test_the_shipped_context_node_skips_psutil_for_another_target(store, apis):
-    out = run(payload(), apis, host="real")
-    assert out["channels_succeeded"] == 2
-    (slack,) = sent(apis, "/api/chat.postMessage")
-    assert "Memory at" not in slack_text(slack) and "CPU at" not in slack_text(slack)
+    ctx = NodeContext(run=RunInfo(trace_id=uuid.uuid4().hex), payload=payload())
+    ctx.incident = execute_node("ingest", "ingest", {"driver": "auto"}, ctx)["output"]["incident"]
+    shipped = json.loads((Path(__file__).parents[1] / "definitions" / "alert-triage.json").read_text())
+    config = next(n["config"] for n in shipped["nodes"] if n["type"] == "context")
+    out = execute_node("context", "context", config, ctx)["output"]
+    assert out["collected"] is False and out["scope"] == "orchestrator" and "cpu" not in out
+    assert "not this host" in out["skipped_reason"] and "10.2.0.17:8080" in out["skipped_reason"]
+    ctx.incident["alerts"][0]["labels"]["instance"] = f"{socket.gethostname()}:9100"  # about this host
+    here = execute_node("context", "context", config, ctx)["output"]
+    assert isinstance(here["cpu"], dict) and here["scope"] == "orchestrator"
 
 
 def test_annotation_text_is_escaped_for_mrkdwn(store, apis):
