@@ -118,17 +118,36 @@ def _lookup(match: re.Match[str], ctx: NodeContext, path: str) -> str:
 
 
 @lru_cache(maxsize=512)
-def _compile(source: str):
+def _compile(source: str, json_safe: bool = False):
     from jinja2 import TemplateSyntaxError
 
     try:
-        return _environment().from_string(source)
+        return _environment(json_safe).from_string(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
 
 
-@lru_cache(maxsize=1)
-def _environment():
+class _JSON(str):
+    """Text `tojson` already encoded: the JSON-safe finalizer passes it through unchanged."""
+
+
+def _json_finalize(value: Any) -> Any:
+    """`{{ x }}` inside a JSON template: a string is escaped as JSON string content (the
+    template supplies the quotes), anything else is written as JSON. So a quote or a
+    newline in alert text cannot end a string and inject a field."""
+    import json
+
+    if isinstance(value, _JSON):
+        return value
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)[1:-1]
+    if value is None or isinstance(value, bool | int | float | list | dict):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)[1:-1]
+
+
+@lru_cache(maxsize=2)
+def _environment(json_safe: bool = False):
     from jinja2 import ChainableUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -140,7 +159,8 @@ def _environment():
                 self._fail_with_undefined_error()
             return super().__str__()
 
-    env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False)
+    finalize = _json_finalize if json_safe else None
+    env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False, finalize=finalize)
     env.filters["tojson"] = _tojson
     return env
 
@@ -148,16 +168,21 @@ def _environment():
 def _tojson(value: Any, indent: int | None = None) -> str:
     import json
 
-    return json.dumps(value, indent=indent, default=str, ensure_ascii=False)
+    return _JSON(json.dumps(value, indent=indent, default=str, ensure_ascii=False))
 
 
-def render_template(source: str, data: dict[str, Any], where: str = "template") -> str:
-    """Render a Jinja2 template in the sandbox; errors name `where`."""
+def render_template(
+    source: str, data: dict[str, Any], where: str = "template", *, json_safe: bool = False
+) -> str:
+    """Render a Jinja2 template in the sandbox; errors name `where`.
+
+    `json_safe` is for templates of a JSON document: each `{{ }}` is JSON-encoded.
+    """
     from jinja2 import TemplateError as JinjaError
     from jinja2.sandbox import SecurityError
 
     try:
-        return _compile(source).render(**data)
+        return _compile(source, json_safe).render(**data)
     except TemplateError as exc:
         raise TemplateError(f"{where}: {exc.message}") from exc
     except SecurityError as exc:
