@@ -33,7 +33,7 @@ class Config(BaseModel):
         default=None,
         description=(
             "JSON body: a Jinja template string that renders to JSON (each `{{ }}` is JSON-encoded: "
-            "a string as string content, so quote it, `\"{{ message.text }}\"`; anything else as JSON), "
+            'a string as string content, so quote it, `"{{ message.text }}"`; anything else as JSON), '
             "or an object whose strings are templates; variables: payload, nodes, incident, run, "
             "message. Default: the message as JSON."
         ),
