@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from nodes.base import NodeContext
 from nodes.errors import ConfigError
@@ -44,6 +44,22 @@ class Config(BaseModel):
         le=5,
         description="Seconds to sample CPU usage over (0 compares with the previous call).",
     )
+    prometheus_url: str | None = Field(
+        default=None,
+        description=(
+            "Prometheus base URL for the alert's own expression (`prometheus` source); default: "
+            "PROMETHEUS_URL. Only this server is queried; nothing is queried when neither is set."
+        ),
+    )
+    prometheus_token: SecretStr | None = Field(default=None, description="Bearer token for Prometheus.")
+    prometheus_username: str | None = Field(default=None, description="Basic auth user for Prometheus.")
+    prometheus_password: SecretStr | None = Field(default=None, description="Basic auth password.")
+    lookback_minutes: int = Field(
+        default=30, ge=1, le=360, description="Minutes of the expression's history before the alert fired."
+    )
+    prometheus_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Per-query timeout for Prometheus, in seconds."
+    )
 
 
 def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
@@ -59,6 +75,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     }
     hostname = socket.gethostname()
     elsewhere = alert_targets_elsewhere(ctx.incident, hostname)
+    target = _prometheus(config, ctx)
     if elsewhere and config.other_targets == "skip":
         return {
             "hostname": hostname,
@@ -68,6 +85,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
                 f"the alert is about {', '.join(elsewhere[:5])}, not this host ({hostname}): "
                 "psutil describes only the host opsflow runs on"
             ),
+            **target,
         }
     output: dict[str, Any] = {
         "hostname": hostname,
@@ -79,7 +97,35 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
         output["not_the_alert_target"] = True
     for name in dict.fromkeys(config.include):
         output[name] = collectors[name](psutil, config)
-    return output
+    return {**output, **target}
+
+
+def _prometheus(config: Config, ctx: NodeContext) -> dict[str, Any]:
+    """`{"prometheus": ...}` for an alert run when a Prometheus URL is set, else nothing."""
+    url = config.prometheus_url or os.environ.get("PROMETHEUS_URL")
+    if not url or not ctx.incident:
+        return {}
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"config.prometheus_url: expected an http(s) URL, got {url[:40]!r}")
+    from nodes.prometheus import query_alerts
+
+    headers, auth = {}, None
+    if config.prometheus_token is not None:
+        token = config.prometheus_token.get_secret_value()
+        ctx.secrets.add(token)
+        headers["Authorization"] = f"Bearer {token}"
+    if config.prometheus_username and config.prometheus_password is not None:
+        ctx.secrets.add(config.prometheus_password.get_secret_value())
+        auth = (config.prometheus_username, config.prometheus_password.get_secret_value())
+    record = query_alerts(
+        ctx.incident,
+        url,
+        headers=headers,
+        auth=auth,
+        lookback_minutes=config.lookback_minutes,
+        timeout=ctx.time_left(config.prometheus_timeout_seconds),
+    )
+    return {"prometheus": record}
 
 
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["CATEGORIES", "alert_expr", "category", "cause", "recommendations"]
+__all__ = ["CATEGORIES", "alert_expr", "category", "cause", "measured", "queries_by_expr", "recommendations"]
 
 # (category, words in the alert name or expression, the cause, the metric or query to open)
 CATEGORIES: list[tuple[str, tuple[str, ...], str, str]] = [
@@ -116,12 +116,41 @@ def _selector(alert: dict[str, Any]) -> str:
     return ",".join(f'{k}="{labels[k]}"' for k in keys)
 
 
-def cause(alert: dict[str, Any]) -> str:
+def queries_by_expr(nodes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `prometheus` context source's queries of this run, by expression."""
+    found = {}
+    for out in nodes.values():
+        record = out.get("prometheus") if isinstance(out, dict) else None
+        for query in (record or {}).get("queries") or [] if isinstance(record, dict) else []:
+            if isinstance(query, dict) and query.get("expr"):
+                found[str(query["expr"])] = query
+    return found
+
+
+def measured(query: dict[str, Any]) -> str | None:
+    """`now 42 (at firing 40, min 38, max 42, rising) on 1 series`, or why there is no number."""
+    if query.get("status") != "ok":
+        return f"the query failed ({query.get('error')})" if query.get("error") else None
+    series = [s for s in query.get("series") or [] if "now" in s]
+    if not series:
+        return "the expression returns no series now (the condition may have cleared)"
+    top = max(series, key=lambda s: s["now"])
+    text = (
+        f"now {top['now']} (at firing {top['at_firing']}, min {top['min']}, max {top['max']}, {top['trend']})"
+    )
+    total = query.get("series_total") or len(series)
+    return text + (f", highest of {total} series" if total > 1 else "")
+
+
+def cause(alert: dict[str, Any], query: dict[str, Any] | None = None) -> str:
     """A cause sentence, or a plain statement that none was found."""
     found = category(alert)
     expr = alert_expr(alert)
     condition = f" (its condition: `{expr}`)" if expr else ""
+    seen = measured(query) if query else None
     if not found:
+        if seen:
+            return f"None found beyond the alert's own condition{condition}; Prometheus: {seen}."
         return (
             f"None found: nothing beyond the alert itself{condition} was available about {_where(alert)}, "
             "and no metrics of that target were collected."
@@ -131,7 +160,9 @@ def cause(alert: dict[str, Any]) -> str:
     text = next(c for n, _, c, _ in CATEGORIES if n == found).format(
         where=_where(alert), mount=f" {mount}" if mount else ""
     )
-    said = f"as the alert's own condition says{condition}; not yet confirmed by metrics"
+    said = f"as the alert's own condition says{condition}; " + (
+        f"Prometheus: {seen}" if seen else "not yet confirmed by metrics"
+    )
     return f"{text[0].upper()}{text[1:]}, {said}."
 
 

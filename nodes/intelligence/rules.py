@@ -37,7 +37,7 @@ def findings(ctx: NodeContext) -> list[Finding]:
     contexts, checks, _ = split_outputs(ctx)
     found: list[Finding] = []
     if ctx.incident:
-        found.extend(_incident(ctx.incident))
+        found.extend(_incident(ctx.incident, alert_rules.queries_by_expr(ctx.nodes)))
     for _node_id, out in contexts:
         # psutil measured the opsflow host: for an alert about another target, its
         # numbers are not the target's and are never given as the cause
@@ -168,7 +168,7 @@ def _check(node_id: str, check: dict[str, Any]) -> Finding | None:
     )
 
 
-def _incident(incident: dict[str, Any]) -> list[Finding]:
+def _incident(incident: dict[str, Any], queries: dict[str, dict] | None = None) -> list[Finding]:
     title = incident.get("title") or "untitled incident"
     if incident.get("status") == "resolved":
         return [
@@ -200,7 +200,10 @@ def _incident(incident: dict[str, Any]) -> list[Finding]:
             f" ({where})" if where else ""
         )
         summary += f": {detail}" if detail else ""
-        cause = alert_rules.cause(alert)
+        query = (queries or {}).get(alert_rules.alert_expr(alert) or "")
+        if query and (seen := alert_rules.measured(query)):
+            summary = f"{summary.rstrip('.')}. Prometheus: {seen}"
+        cause = alert_rules.cause(alert, query)
         recs = alert_rules.recommendations(alert, _PRIORITY[severity])
         key = f"alert:{alert.get('fingerprint') or summary}"
         found.append(Finding(key, severity, summary.rstrip(".") + ".", cause, recs))

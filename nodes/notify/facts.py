@@ -10,7 +10,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["alert_links", "fired_for", "label_text", "prefect_link", "split_alerts", "target_of"]
+__all__ = [
+    "alert_links",
+    "fired_for",
+    "label_text",
+    "prefect_link",
+    "prometheus_value",
+    "split_alerts",
+    "target_of",
+]
 
 _TARGET_LABELS = ("instance", "host", "hostname", "node", "pod", "service", "job")
 LABELS_SHOWN = 12  # labels beyond this collapse into "+N more"
@@ -139,3 +147,13 @@ def prefect_link(run: dict[str, Any]) -> dict[str, str] | None:
         return None
     url = _safe(run.get("ui_url"))
     return {"title": "Prefect flow run", "url": url} if url else None
+
+
+def prometheus_value(nodes: dict[str, Any]) -> str | None:
+    """`now 42 (at firing 40, ...)` of the alert's expression, from the `prometheus` context source."""
+    from nodes.intelligence.alerts import measured, queries_by_expr
+
+    for query in queries_by_expr(nodes).values():
+        if text := measured(query):
+            return text
+    return None

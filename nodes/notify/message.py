@@ -325,6 +325,8 @@ def _fields(ctx: NodeContext, incident, targets: list[str], labels) -> dict[str,
         fields["target"] = ", ".join(targets[:5]) + (f" +{len(targets) - 5}" if len(targets) > 5 else "")
     if labels:
         fields["labels"] = facts.label_text(labels)
+    if value := facts.prometheus_value(ctx.nodes):
+        fields["value"] = value
     fields.update({"definition": ctx.run.definition, "trace_id": ctx.run.trace_id})
     # RunInfo says "development" when nobody named one: only a named environment is shown
     if ctx.run.environment and ctx.run.environment != "development":
