@@ -7,6 +7,7 @@ annotation restated, and never a number measured on another host.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +33,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...], str, str]] = [
             "nodata",
             "deadman",
             "down",
+            "probe",
         ),
         "{where} is not answering its health or scrape check "
         "(process stopped, host down or network path broken)",
@@ -91,14 +93,23 @@ def alert_expr(alert: dict[str, Any]) -> str | None:
 
 
 def category(alert: dict[str, Any]) -> str | None:
-    """The kind of problem the alert's name and expression describe, or None."""
+    """The kind of problem the alert's name describes, else its expression, or None.
+
+    Names match by word (`PostgresSlowQueries` is about slowness, not `ssl`); the
+    expression, which has no camel case to split, by substring.
+    """
     labels = alert.get("labels") or {}
-    haystack = " ".join(
-        str(x or "") for x in (labels.get("alertname"), alert.get("title"), alert_expr(alert))
-    ).lower()
-    for name, words, _, _ in CATEGORIES:
-        if any(word in haystack for word in words):
-            return name
+    name = " ".join(str(x or "") for x in (labels.get("alertname"), alert.get("title")))
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name).lower()
+    tokens = re.findall(r"[a-z0-9]+", spaced)
+    squashed = "".join(tokens)
+    for found, words, _, _ in CATEGORIES:
+        if any((len(w) >= 6 and w in squashed) or any(t.startswith(w) for t in tokens) for w in words):
+            return found
+    expr = (alert_expr(alert) or "").lower()
+    for found, words, _, _ in CATEGORIES:
+        if expr and any(word in expr for word in words):
+            return found
     return None
 
 
