@@ -165,6 +165,21 @@ def test_the_alerts_expression_is_queried_and_its_numbers_reach_the_message(
     assert "cpu" not in context  # psutil is not the target's state
 
 
+def test_the_prompt_carries_the_targets_numbers(prometheus, httpserver, tmp_path, monkeypatch):
+    from nodes.intelligence.prompt import build_prompt
+
+    monkeypatch.setenv("OPSFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'incidents.db'}")
+    monkeypatch.setenv("PROMETHEUS_URL", prometheus)
+    ctx = NodeContext(
+        run=RunInfo(trace_id=uuid.uuid4().hex), payload=alert_payload("opsflow_test_queue_depth")
+    )
+    ctx.incident = execute_node("ingest", "ingest", {"driver": "auto"}, ctx)["output"]["incident"]
+    ctx.nodes["context"] = execute_node("context", "context", {}, ctx)["output"]
+    user = build_prompt(ctx).user
+    assert "## Alert target metrics from Prometheus (the alert's own expression)" in user
+    assert "- `opsflow_test_queue_depth` (QueueBacklog): now 42 (at firing 42, min 42, max 42, flat)" in user
+
+
 def test_a_bad_expression_is_recorded_and_said_plainly(prometheus, httpserver, tmp_path, monkeypatch):
     context, sent = triage(alert_payload("sum(("), httpserver, tmp_path, monkeypatch, prometheus)
     (query,) = context["prometheus"]["queries"]

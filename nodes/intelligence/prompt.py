@@ -9,7 +9,7 @@ from typing import Any
 
 from nodes.base import NodeContext
 from nodes.context import alert_targets_elsewhere
-from nodes.intelligence.alerts import alert_expr
+from nodes.intelligence.alerts import alert_expr, measured, queries_by_expr
 from nodes.intelligence.redact import redact_text
 
 __all__ = ["Prompt", "build_prompt", "estimate_tokens", "split_outputs"]
@@ -148,6 +148,15 @@ def _sections(ctx: NodeContext) -> list[_Section]:
             sections.append(_Section("Firing critical alerts", urgent, 1))
         if rest:
             sections.append(_Section("Other alerts (most severe first)", rest, 3))
+    target = [
+        f"- `{expr}` ({query.get('alert') or 'alert'}): {seen}"
+        for expr, query in queries_by_expr(ctx.nodes).items()
+        if (seen := measured(query))
+    ]
+    if target:
+        sections.append(
+            _Section("Alert target metrics from Prometheus (the alert's own expression)", target, 1)
+        )
     failing, healthy = [], []
     for node_id, out in checks:
         for check in out.get("checks") or []:
