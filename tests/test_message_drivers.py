@@ -76,7 +76,8 @@ def test_teams_and_discord_escape_markdown_and_mentions(httpserver: HTTPServer):
         ]
     }
     deliver(config, ctx_with())
-    teams, discord = (json.loads(req.data) for req, _ in httpserver.log)
+    by_path = {req.path: json.loads(req.data) for req, _ in httpserver.log}  # sent concurrently
+    teams, discord = by_path["/teams"], by_path["/discord"]
     card = json.dumps(teams)
     assert "**bold**" not in card and "[x](https://evil" not in card and "\\\\*\\\\*bold\\\\*\\\\*" in card
     embed = discord["embeds"][0]
@@ -94,3 +95,28 @@ def test_email_html_escapes_and_drops_non_http_links():
     )
     html = email.get_body(("html",)).get_content()
     assert "<b>hi</b>" not in html and "&lt;b&gt;hi&lt;/b&gt;" in html
+
+
+def test_teams_and_discord_resolves_quote_the_page_they_answer(httpserver: HTTPServer):
+    httpserver.expect_request("/teams").respond_with_data("", status=202)
+    httpserver.expect_request("/discord").respond_with_data("", status=204)
+    ctx = ctx_with(description="disk at 97%")
+    ctx.incident["status"] = "resolved"
+    ctx.incident["alerts"][0].update(
+        status="resolved", starts_at="2026-11-30T09:12:07Z", ends_at="2026-11-30T10:01:37Z"
+    )
+    config = {
+        "channels": [
+            {"driver": "teams", "webhook_url": httpserver.url_for("/teams")},
+            {"driver": "discord", "webhook_url": httpserver.url_for("/discord")},
+        ]
+    }
+    deliver(config, ctx)
+    by_path = {req.path: json.loads(req.data) for req, _ in httpserver.log}  # sent concurrently
+    teams, discord = by_path["/teams"], by_path["/discord"]
+    texts = [b.get("text", "") for b in teams["attachments"][0]["content"]["body"]]
+    assert "> FIRING: DiskFull, since 2026\\-11\\-30 09:12 UTC" in texts
+    assert "Resolved after firing for 49m" in json.dumps(teams)
+    assert discord["embeds"][0]["description"].startswith(
+        "> FIRING: DiskFull, since 2026\\-11\\-30 09:12 UTC\n"
+    )

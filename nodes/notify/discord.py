@@ -63,7 +63,8 @@ def _description(message: Message) -> str:
     head = f"**{md(message.severity_line)}**" + (
         f" · target **{md(message.target)}**" if message.target else ""
     )
-    return f"{head}\n{md(message.text)}"
+    quote = f"> {md(message.quote)}\n" if message.quote else ""  # a webhook cannot reply: quote the page
+    return f"{quote}{head}\n{md(message.text)}"
 
 
 def preview(config: Config, message: Message) -> dict[str, Any]:

@@ -6,13 +6,14 @@ Kept apart from `message.py` so the message builder stays about choosing, not co
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 __all__ = [
     "alert_links",
     "fired_for",
+    "original",
     "label_text",
     "prefect_link",
     "prometheus_value",
@@ -157,3 +158,10 @@ def prometheus_value(nodes: dict[str, Any]) -> str | None:
         if text := measured(query):
             return text
     return None
+
+
+def original(incident: dict[str, Any] | None, headline: str) -> str:
+    """`FIRING: HighMemory, since 2026-11-30 09:12 UTC`: the page a resolve answers."""
+    starts = [m for m in (_moment(a.get("starts_at")) for a in (incident or {}).get("alerts") or []) if m]
+    since = f", since {min(starts).astimezone(UTC):%Y-%m-%d %H:%M} UTC" if starts else ""
+    return f"FIRING: {headline}{since}"

@@ -79,6 +79,7 @@ class Message:
     target: str | None = None
     labels: str | None = None  # every label, `k=v, ...`, collapsed past a dozen
     partial: bool = False  # some of the incident's alerts resolved, others still fire
+    quote: str | None = None  # the page a resolve answers, for chats that cannot thread
     data: dict[str, Any] = field(default_factory=dict, repr=False)  # ctx.data(), for body templates
 
     @property
@@ -183,6 +184,7 @@ def build_message(
         target=", ".join(targets[:5]) + (f" +{len(targets) - 5}" if len(targets) > 5 else "") or None,
         labels=facts.label_text(labels) if labels else None,
         partial=partial,
+        quote=facts.original(incident, headline) if (status == "resolved" or partial) else None,
     )
 
 

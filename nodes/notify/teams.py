@@ -43,6 +43,11 @@ def build_card(message: Message) -> dict[str, Any]:
             "color": "Good" if message.resolved else _COLOUR[message.level],
         },
         {"type": "TextBlock", "text": _severity_text(message), "wrap": True, "isSubtle": True},
+        *(
+            [{"type": "TextBlock", "text": f"> {md(message.quote)}", "wrap": True, "isSubtle": True}]
+            if message.quote
+            else []
+        ),
         {"type": "TextBlock", "text": truncate(md(message.summary or message.text), 8000), "wrap": True},
     ]
     if message.probable_cause:
