@@ -60,6 +60,14 @@ class Config(BaseModel):
     prometheus_timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="Per-query timeout for Prometheus, in seconds."
     )
+    alertmanager_url: str | None = Field(
+        default=None,
+        description=(
+            "Alertmanager base URL (`alertmanager` source: other alerts of the same target, matching "
+            "silences); default: ALERTMANAGER_URL. Nothing is asked when neither is set."
+        ),
+    )
+    alertmanager_token: SecretStr | None = Field(default=None, description="Bearer token for Alertmanager.")
 
 
 def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
@@ -75,7 +83,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     }
     hostname = socket.gethostname()
     elsewhere = alert_targets_elsewhere(ctx.incident, hostname)
-    target = _prometheus(config, ctx)
+    target = {**_prometheus(config, ctx), **_alertmanager(config, ctx)}
     if elsewhere and config.other_targets == "skip":
         return {
             "hostname": hostname,
@@ -237,3 +245,21 @@ def _network(psutil, config: Config) -> dict[str, Any]:
         "dropout": counters.dropout,
         "sampled_at": time.time(),
     }
+
+
+def _alertmanager(config: Config, ctx: NodeContext) -> dict[str, Any]:
+    """`{"alertmanager": ...}` for an alert run when an Alertmanager URL is set, else nothing."""
+    url = config.alertmanager_url or os.environ.get("ALERTMANAGER_URL")
+    if not url or not ctx.incident:
+        return {}
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"config.alertmanager_url: expected an http(s) URL, got {url[:40]!r}")
+    from nodes.alertmanager_source import around
+
+    headers = {}
+    if config.alertmanager_token is not None:
+        token = config.alertmanager_token.get_secret_value()
+        ctx.secrets.add(token)
+        headers["Authorization"] = f"Bearer {token}"
+    timeout = ctx.time_left(config.prometheus_timeout_seconds)
+    return {"alertmanager": around(ctx.incident, url, headers=headers, timeout=timeout)}

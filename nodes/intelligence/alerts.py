@@ -11,7 +11,16 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["CATEGORIES", "alert_expr", "category", "cause", "measured", "queries_by_expr", "recommendations"]
+__all__ = [
+    "CATEGORIES",
+    "alert_expr",
+    "category",
+    "cause",
+    "measured",
+    "neighbours",
+    "queries_by_expr",
+    "recommendations",
+]
 
 # (category, words in the alert name or expression, the cause, the metric or query to open)
 CATEGORIES: list[tuple[str, tuple[str, ...], str, str]] = [
@@ -214,3 +223,30 @@ def recommendations(alert: dict[str, Any], priority: str) -> list[dict[str, str]
 
 def _rec(title: str, description: str, priority: str) -> dict[str, str]:
     return {"title": title, "description": description, "priority": priority}
+
+
+def neighbours(nodes: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(`also firing for instance=db-7: DiskFull (critical), ...`, `silenced by ...`) from the
+    `alertmanager` context source, or None for each when it found nothing (or did not run)."""
+    for out in nodes.values():
+        record = out.get("alertmanager") if isinstance(out, dict) else None
+        if not isinstance(record, dict) or not record.get("key"):
+            continue
+        others = record.get("others") or []
+        also = None
+        if others:
+            names = ", ".join(
+                f"{o.get('alertname')} ({o.get('severity') or 'no severity'})" for o in others[:8]
+            )
+            more = (record.get("others_total") or len(others)) - min(8, len(others))
+            also = f"also firing for {record['key']}: {names}" + (f" (+{more} more)" if more > 0 else "")
+        silences = record.get("silences") or []
+        hushed = None
+        if silences:
+            first = silences[0]
+            hushed = (
+                f"{len(silences)} active silence(s) match, e.g. {first.get('id')} "
+                f"by {first.get('created_by')}: {first.get('comment')!r} until {first.get('ends_at')}"
+            )
+        return also, hushed
+    return None, None

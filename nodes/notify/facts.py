@@ -15,6 +15,7 @@ __all__ = [
     "fired_for",
     "original",
     "label_text",
+    "neighbours",
     "prefect_link",
     "prometheus_value",
     "split_alerts",
@@ -165,3 +166,10 @@ def original(incident: dict[str, Any] | None, headline: str) -> str:
     starts = [m for m in (_moment(a.get("starts_at")) for a in (incident or {}).get("alerts") or []) if m]
     since = f", since {min(starts).astimezone(UTC):%Y-%m-%d %H:%M} UTC" if starts else ""
     return f"FIRING: {headline}{since}"
+
+
+def neighbours(nodes: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Other alerts of the target and matching silences, from the `alertmanager` context source."""
+    from nodes.intelligence.alerts import neighbours as found
+
+    return found(nodes)

@@ -329,6 +329,11 @@ def _fields(ctx: NodeContext, incident, targets: list[str], labels) -> dict[str,
         fields["labels"] = facts.label_text(labels)
     if value := facts.prometheus_value(ctx.nodes):
         fields["value"] = value
+    also, hushed = facts.neighbours(ctx.nodes)
+    if also:
+        fields["also firing"] = also.removeprefix("also firing for ")
+    if hushed:
+        fields["silenced"] = hushed
     fields.update({"definition": ctx.run.definition, "trace_id": ctx.run.trace_id})
     # RunInfo says "development" when nobody named one: only a named environment is shown
     if ctx.run.environment and ctx.run.environment != "development":
