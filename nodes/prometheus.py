@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from nodes.intelligence.alerts import alert_expr
 
-__all__ = ["MAX_BYTES", "query_alerts", "summarise"]
+__all__ = ["MAX_BYTES", "query_alerts", "signals", "summarise"]
 
 MAX_BYTES = 1_048_576  # of one query_range answer
 MAX_ALERTS = 5  # alerts of a group queried per run
@@ -73,7 +73,68 @@ def query_alerts(
                 query.update(status="error", error=str(exc))
             query["duration_ms"] = round((time.perf_counter() - began) * 1000, 1)
             record["queries"].append(query)
+        targets = [
+            a for a in firing if (a.get("labels") or {}).get("instance") or (a.get("labels") or {}).get("pod")
+        ]
+        if targets:
+            record["signals"] = _signals(client, base, targets[0], now, lookback_minutes, max_points)
     return record
+
+
+def signals(labels: dict[str, str]) -> list[tuple[str, str]]:
+    """(name, PromQL) of the standard signals for the alert's instance, mountpoint and pod."""
+    out = []
+    if instance := labels.get("instance"):
+        sel = f'instance="{_quote(instance)}"'
+        out += [
+            ("up", f"up{{{sel}}}"),
+            ("cpu busy", f'1 - avg(rate(node_cpu_seconds_total{{{sel},mode="idle"}}[5m]))'),
+            (
+                "memory used",
+                f"1 - node_memory_MemAvailable_bytes{{{sel}}} / node_memory_MemTotal_bytes{{{sel}}}",
+            ),
+            ("load1", f"node_load1{{{sel}}}"),
+        ]
+        if mount := labels.get("mountpoint"):
+            disk = f'{sel},mountpoint="{_quote(mount)}"'
+            out.append(
+                (
+                    f"disk used {mount}",
+                    f"1 - node_filesystem_avail_bytes{{{disk}}} / node_filesystem_size_bytes{{{disk}}}",
+                )
+            )
+    if labels.get("pod"):
+        sel = f'pod="{_quote(labels["pod"])}"' + (
+            f',namespace="{_quote(labels["namespace"])}"' if labels.get("namespace") else ""
+        )
+        out.append(("restarts 15m", f"sum(increase(kube_pod_container_status_restarts_total{{{sel}}}[15m]))"))
+    return out
+
+
+def _quote(value: str) -> str:
+    """A label value inside a PromQL double-quoted string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _signals(client, base: str, alert: dict[str, Any], now: datetime, lookback: int, max_points: int) -> list:
+    """The target's standard signals over the same window; a signal with no series is left out."""
+    start = now - timedelta(minutes=lookback)
+    step = max(15.0, math.ceil(lookback * 60 / max_points))
+    start = now - timedelta(seconds=step * math.ceil(lookback * 60 / step))
+    found = []
+    for name, expr in signals(alert.get("labels") or {}):
+        began = time.perf_counter()
+        entry: dict[str, Any] = {"name": name, "expr": expr}
+        try:
+            result = _get(client, f"{base}/api/v1/query_range", expr, start, now, step).get("result") or []
+            if not result:
+                continue
+            entry.update(status="ok", series=[summarise(s, now) for s in result[:3]])
+        except _QueryError as exc:
+            entry.update(status="error", error=str(exc))
+        entry["duration_ms"] = round((time.perf_counter() - began) * 1000, 1)
+        found.append(entry)
+    return found
 
 
 class _QueryError(Exception):

@@ -31,6 +31,13 @@ groups:
     rules:
       - record: opsflow_test_queue_depth
         expr: label_replace(vector(42), "instance", "db-7:9100", "", "")
+      # node_exporter's names, for the standard signals of db-7
+      - record: node_load1
+        expr: label_replace(vector(3.5), "instance", "db-7:9100", "", "")
+      - record: node_memory_MemAvailable_bytes
+        expr: label_replace(vector(2e9), "instance", "db-7:9100", "", "")
+      - record: node_memory_MemTotal_bytes
+        expr: label_replace(vector(8e9), "instance", "db-7:9100", "", "")
 """
 DEFINITIONS = Path(__file__).parents[1] / "definitions"
 
@@ -163,6 +170,10 @@ def test_the_alerts_expression_is_queried_and_its_numbers_reach_the_message(
     assert "Prometheus: now 42 (at firing 42, min 42, max 42, flat)" in text
     assert ":warning: *WARNING*" in text and "target *db-7:9100*" in text
     assert "cpu" not in context  # psutil is not the target's state
+    signals = {s["name"]: s for s in record["signals"]}
+    assert set(signals) == {"memory used", "load1"}  # no up or cpu series for db-7: left out
+    assert signals["memory used"]["series"][0]["now"] == 0.75 and signals["load1"]["series"][0]["now"] == 3.5
+    assert "*target now:* memory used 75%, load1 3.5" in text
 
 
 def test_the_prompt_carries_the_targets_numbers(prometheus, httpserver, tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ __all__ = [
     "neighbours",
     "queries_by_expr",
     "recommendations",
+    "target_signals",
 ]
 
 # (category, words in the alert name or expression, the cause, the metric or query to open)
@@ -250,3 +251,23 @@ def neighbours(nodes: dict[str, Any]) -> tuple[str | None, str | None]:
             )
         return also, hushed
     return None, None
+
+
+def target_signals(nodes: dict[str, Any]) -> str | None:
+    """`up 1, memory used 75% (rising), load1 3.5`: the target's standard signals from Prometheus."""
+    for out in nodes.values():
+        record = out.get("prometheus") if isinstance(out, dict) else None
+        if not isinstance(record, dict) or not record.get("signals"):
+            continue
+        parts = []
+        for signal in record["signals"]:
+            series = [x for x in signal.get("series") or [] if "now" in x]
+            if signal.get("status") != "ok" or not series:
+                continue
+            now, trend = series[0]["now"], series[0]["trend"]
+            ratio = any(word in signal["name"] for word in ("cpu", "memory", "disk"))
+            value = f"{now * 100:.0f}%" if ratio else f"{now:g}"
+            parts.append(f"{signal['name']} {value}" + (f" ({trend})" if trend != "flat" else ""))
+        if parts:
+            return ", ".join(parts)
+    return None

@@ -39,8 +39,10 @@ def findings(ctx: NodeContext) -> list[Finding]:
     if ctx.incident:
         found.extend(_incident(ctx.incident, alert_rules.queries_by_expr(ctx.nodes)))
         also, hushed = alert_rules.neighbours(ctx.nodes)
-        if found and (also or hushed):  # the target's other troubles, from Alertmanager
-            extra = " ".join(f"{t[0].upper()}{t[1:]}." for t in (also, hushed) if t)
+        signals = alert_rules.target_signals(ctx.nodes)
+        seen = (f"target now: {signals}" if signals else None, also, hushed)
+        if found and any(seen):  # the target's own state and other troubles (Prometheus, Alertmanager)
+            extra = " ".join(f"{t[0].upper()}{t[1:]}." for t in seen if t)
             found[0].summary = f"{found[0].summary} {extra}"
     for _node_id, out in contexts:
         # psutil measured the opsflow host: for an alert about another target, its

@@ -20,6 +20,7 @@ __all__ = [
     "prometheus_value",
     "split_alerts",
     "target_of",
+    "target_signals",
 ]
 
 _TARGET_LABELS = ("instance", "host", "hostname", "node", "pod", "service", "job")
@@ -171,5 +172,12 @@ def original(incident: dict[str, Any] | None, headline: str) -> str:
 def neighbours(nodes: dict[str, Any]) -> tuple[str | None, str | None]:
     """Other alerts of the target and matching silences, from the `alertmanager` context source."""
     from nodes.intelligence.alerts import neighbours as found
+
+    return found(nodes)
+
+
+def target_signals(nodes: dict[str, Any]) -> str | None:
+    """The target's standard signals (up, cpu, memory, disk, load, restarts) from Prometheus."""
+    from nodes.intelligence.alerts import target_signals as found
 
     return found(nodes)

@@ -329,6 +329,8 @@ def _fields(ctx: NodeContext, incident, targets: list[str], labels) -> dict[str,
         fields["labels"] = facts.label_text(labels)
     if value := facts.prometheus_value(ctx.nodes):
         fields["value"] = value
+    if signals := facts.target_signals(ctx.nodes):
+        fields["target now"] = signals
     also, hushed = facts.neighbours(ctx.nodes)
     if also:
         fields["also firing"] = also.removeprefix("also firing for ")
