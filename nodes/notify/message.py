@@ -172,7 +172,7 @@ def build_message(
         severity=routed,
         status=status,
         summary=_summary(analysis, status, partial, message),
-        probable_cause=(analysis.get("probable_cause") or "none found") if analysis and not done else None,
+        probable_cause=_cause(analysis, routed) if analysis and not done else None,
         recommendations=list(analysis.get("recommendations") or []) if analysis and not done else [],
         fields=_fields(ctx, incident, targets, labels),
         links=links,
@@ -281,8 +281,8 @@ def _default_text(analysis, incident, checks, severity: str = "info", title: str
     if analysis and not (incident and incident.get("status") == "resolved"):
         if analysis.get("summary"):
             lines.append(str(analysis["summary"]))
-        cause = analysis.get("probable_cause")
-        lines.append(f"Probable cause: {cause}" if cause else "Probable cause: none found.")
+        if cause := _cause(analysis, severity):
+            lines.append(f"Probable cause: {cause}")
         recs = analysis.get("recommendations") or []
         if recs:
             lines.append("Recommendations:")
@@ -303,6 +303,13 @@ def _default_text(analysis, incident, checks, severity: str = "info", title: str
     if severity_level(severity) == "info":
         return "No problems found."
     return f"{title or 'Alert'}: severity {severity}; no further details were given."
+
+
+def _cause(analysis: dict[str, Any], severity: str) -> str | None:
+    """The analysis's cause; for a problem it found no cause of, says so plainly."""
+    if analysis.get("probable_cause"):
+        return str(analysis["probable_cause"])
+    return "none found" if severity_level(severity) != "info" else None
 
 
 def _summary(analysis, status: str, partial: bool, text: str) -> str | None:
