@@ -18,7 +18,7 @@ from pytest_httpserver import HTTPServer
 from nodes.base import NodeContext, RunInfo
 from nodes.runtime import execute_node
 
-FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "warning-group-3.json"
+FIXTURE = Path(__file__).parent / "fixtures" / "message" / "alertmanager-warning-group-3.json"
 TOKEN = "xoxb-test-token-123"
 ROOT_TS = "1764493927.000100"
 # what the psutil context node reported on the orchestrator host in the field report
