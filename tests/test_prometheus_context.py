@@ -204,3 +204,35 @@ def test_an_expression_with_no_series_now_says_so(prometheus, httpserver, tmp_pa
         alert_payload("opsflow_test_queue_depth > 100"), httpserver, tmp_path, monkeypatch, prometheus
     )
     assert "the expression returns no series now" in visible(sent)
+
+
+def test_oversized_and_slow_answers_are_cut_off_and_recorded(httpserver: HTTPServer):
+    """Limits, against a local server playing a misbehaving Prometheus."""
+    from werkzeug import Response
+
+    from nodes.prometheus import MAX_BYTES, query_alerts
+
+    incident = {
+        "alerts": [
+            {
+                "status": "firing",
+                "title": "Big",
+                "fingerprint": "f",
+                "labels": {},
+                "generator_url": "http://elsewhere:9090/graph?g0.expr=big",
+            }
+        ]
+    }
+    httpserver.expect_request("/big/api/v1/query_range").respond_with_data("x" * (MAX_BYTES + 10))
+    (query,) = query_alerts(incident, httpserver.url_for("/big"))["queries"]
+    assert query["status"] == "error" and query["error"] == f"answer over {MAX_BYTES} bytes; not read"
+
+    def slow(request):
+        time.sleep(1.5)
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request("/slow/api/v1/query_range").respond_with_handler(slow)
+    (query,) = query_alerts(incident, httpserver.url_for("/slow"), timeout=0.3)["queries"]
+    assert query["status"] == "error" and query["error"].startswith("timed out")
+    assert query["expr"] == "big" and "duration_ms" in query
+    assert all(req.path.startswith(("/big/", "/slow/")) for req, _ in httpserver.log)  # never elsewhere:9090
