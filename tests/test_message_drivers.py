@@ -120,3 +120,23 @@ def test_teams_and_discord_resolves_quote_the_page_they_answer(httpserver: HTTPS
     assert discord["embeds"][0]["description"].startswith(
         "> FIRING: DiskFull, since 2026\\-11\\-30 09:12 UTC\n"
     )
+
+
+def test_console_shows_the_target_labels_and_links(capsys):
+    ctx = ctx_with(description="disk at 97%", severity="warning")
+    ctx.incident["alerts"][0]["generator_url"] = "http://prometheus:9090/graph?g0.expr=disk"
+    ctx.nodes["analyze"] = {
+        "summary": "Disk full",
+        "probable_cause": "",
+        "severity": "critical",
+        "recommendations": [],
+    }
+    deliver({"driver": "console"}, ctx)
+    out = capsys.readouterr().out
+    assert out.startswith("[WARNING (assessed: critical)] DiskFull\n")
+    assert (
+        "target: db-7:9100" in out
+        and "labels: alertname=DiskFull, instance=db-7:9100, severity=warning" in out
+    )
+    assert "Source: DiskFull: http://prometheus:9090/graph?g0.expr=disk" in out
+    assert "Probable cause: none found" in out
