@@ -95,6 +95,8 @@ def test_email_html_escapes_and_drops_non_http_links():
     )
     html = email.get_body(("html",)).get_content()
     assert "<b>hi</b>" not in html and "&lt;b&gt;hi&lt;/b&gt;" in html
+    assert "<b>Severity:</b> CRITICAL</p>" in html
+    assert "<th align='left'>target</th><td>db-7:9100</td>" in html
 
 
 def test_teams_and_discord_resolves_quote_the_page_they_answer(httpserver: HTTPServer):
