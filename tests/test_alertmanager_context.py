@@ -151,7 +151,7 @@ def test_other_alerts_of_the_target_and_its_silences_reach_the_message(
     ]
     httpserver.expect_request("/hook").respond_with_data("ok")
     execute_node("slack", "notify", {"driver": "slack", "webhook_url": httpserver.url_for("/hook")}, ctx)
-    (sent,) = [json.loads(req.data) for req, _ in httpserver.log]
+    (sent,) = [json.loads(req.data) for req, _ in httpserver.log if req.path == "/hook"]
     facts = [e["text"] for a in sent["attachments"] for b in a.get("blocks", []) for e in b["elements"]]
     also = next(f for f in facts if f.startswith("*also firing:*"))
     assert "DiskFull (critical)" in also and "HighLoad (warning)" in also and "db-8" not in also
