@@ -144,6 +144,8 @@ def test_target_labels_and_links_with_distinct_titles(store, apis, monkeypatch):
     text = slack_text(slack)
     assert "target *10.2.0.17:8080, 10.2.0.18:8080, 10.2.0.19:8080*" in text
     assert "*labels:* alertname=KubePodCrashLooping, job=kube-state-metrics, namespace=shop" in text
+    own = "container=worker, instance=10.2.0.18:8080, pod=worker-5f6d7-lq9zp"
+    assert f"• KubePodCrashLooping on 10.2.0.18:8080: {own}" in text  # each alert's own labels
     links = slack["blocks"][-1]["elements"][0]["text"]
     titles = [part.split("|", 1)[1].rstrip(">") for part in links.split(" | ")]
     assert len(titles) == len(set(titles)) and "Source: KubePodCrashLooping on 10.2.0.17:8080" in titles

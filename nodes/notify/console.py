@@ -28,6 +28,7 @@ def format_message(message: Message) -> str:
     """`[WARNING (assessed: critical)] title`, the text, the target's facts, then the links."""
     head = message.severity_line if not message.resolved else message.severity.upper()
     lines = [f"[{head}] {message.title}", message.text]
+    lines += [f"- {line}" for line in message.alert_lines]
     lines += [f"{name}: {message.fields[name]}" for name in _SHOWN if message.fields.get(name)]
     lines += [f"{link['title']}: {link['url']}" for link in message.links]
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 __all__ = [
+    "alert_lines",
     "alert_links",
     "fired_for",
     "original",
@@ -181,3 +182,22 @@ def target_signals(nodes: dict[str, Any]) -> str | None:
     from nodes.intelligence.alerts import target_signals as found
 
     return found(nodes)
+
+
+def alert_lines(incident: dict[str, Any] | None, limit: int = 10) -> list[str]:
+    """For a group: one line per alert with the labels the group does not share (collapsed if long)."""
+    alerts = (incident or {}).get("alerts") or []
+    if len(alerts) < 2:
+        return []
+    common = (incident or {}).get("labels") or {}
+    lines = []
+    for alert in alerts[:limit]:
+        own = {k: v for k, v in (alert.get("labels") or {}).items() if common.get(k) != v}
+        own.pop("alertname", None)
+        state = "" if alert.get("status", "firing") == "firing" else " (resolved)"
+        lines.append(
+            f"{alert_name(alert)}{state}: {label_text(own, 6)}" if own else alert_name(alert) + state
+        )
+    if len(alerts) > limit:
+        lines.append(f"+{len(alerts) - limit} more")
+    return lines

@@ -80,6 +80,7 @@ class Message:
     labels: str | None = None  # every label, `k=v, ...`, collapsed past a dozen
     partial: bool = False  # some of the incident's alerts resolved, others still fire
     quote: str | None = None  # the page a resolve answers, for chats that cannot thread
+    alert_lines: list[str] = field(default_factory=list)  # a group's alerts, with their own labels
     data: dict[str, Any] = field(default_factory=dict, repr=False)  # ctx.data(), for body templates
 
     @property
@@ -185,6 +186,7 @@ def build_message(
         labels=facts.label_text(labels) if labels else None,
         partial=partial,
         quote=facts.original(incident, headline) if (status == "resolved" or partial) else None,
+        alert_lines=facts.alert_lines(incident),
     )
 
 

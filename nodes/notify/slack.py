@@ -72,6 +72,9 @@ def build_payload(message: Message, channel: str | None = None, thread_ts: str |
     body = message.summary or message.text
     if body:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(esc(body), 3000)}})
+    if message.alert_lines:
+        group = "*Alerts*\n" + "\n".join(f"• {esc(line)}" for line in message.alert_lines)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(group, 3000)}})
     if message.probable_cause:
         cause = truncate(f"*Probable cause:* {esc(message.probable_cause)}", 3000)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cause}})

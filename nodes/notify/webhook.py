@@ -51,6 +51,7 @@ def message_data(message: Message) -> dict[str, Any]:
         "recommendations": message.recommendations,
         "fields": message.fields,
         "links": message.links,
+        "alerts": message.alert_lines,
         "incident": {k: incident.get(k) for k in ("id", "key", "status", "severity")} if incident else None,
         "run": message.run,
     }
