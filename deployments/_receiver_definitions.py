@@ -7,6 +7,7 @@ from typing import Any
 
 from deployments._receiver_http import ReceiverError
 from flows.definition import find_definition, list_definitions, load_definition, validate
+from flows.typed_keys import masked_definition
 from nodes.errors import DefinitionError
 
 __all__ = ["describe", "describe_all", "require_definition", "validate_named"]
@@ -42,23 +43,8 @@ def describe(name: str, path: Path, *, full: bool = False) -> dict[str, Any]:
             {"id": n.id, "type": n.type, "next": pipeline.successors[n.id]} for n in pipeline.definition.nodes
         ]
         info["settings"] = pipeline.settings  # names only; values are never read here
-        info["definition"] = _without_typed_in_secrets(pipeline)
+        info["definition"] = masked_definition(pipeline.raw)  # node configs and on_* alike
     return info
-
-
-def _without_typed_in_secrets(pipeline) -> dict[str, Any]:
-    """The definition's JSON with every key typed into a node's config as `***` (references kept,
-    so the JSON can be edited and validated again)."""
-    from flows.render import shown_config
-
-    raw = dict(pipeline.raw)
-    raw["nodes"] = [
-        {**node, "config": shown_config(node["type"], node["config"], references=True)}
-        if isinstance(node, dict) and isinstance(node.get("config"), dict) and "type" in node
-        else node
-        for node in raw.get("nodes", [])
-    ]
-    return raw
 
 
 def validate_named(name: str, raw: Any) -> dict[str, Any]:

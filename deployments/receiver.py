@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import os
 import uuid
 from typing import Annotated, Any
 
@@ -41,13 +40,14 @@ from deployments._receiver_models import (
     json_body,
 )
 from deployments._receiver_prefect import create_run, freeze_heap, prefect_client, reachable
+from flows.access import TOKEN_ENV, receiver_token
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY
+from nodes.scrub import scrub_alert_payload
 
 __all__ = ["DEFAULT_DEFINITION", "create_app", "freeze_heap", "main"]
 
 DEFAULT_DEFINITION = "alert-triage"
-TOKEN_ENV = "OPSFLOW_RECEIVER_TOKEN"
 PREFECT_TIMEOUT_SECONDS = 10.0
 HEALTH_TIMEOUT_SECONDS = 3.0
 # flow runs being created at once (more only contend for a SQLite-backed server's lock)
@@ -75,9 +75,10 @@ def create_app(
     `journal` (True: the incident store's database; or a database URL) answers alerts
     once journaled and creates their runs in the background.
     Alert events go to the process's configured API whatever `api_url` says (Prefect's
-    events worker is process-wide). The token is read from $OPSFLOW_RECEIVER_TOKEN now.
+    events worker is process-wide). The token is read now, from $OPSFLOW_RECEIVER_TOKEN or
+    $OPSFLOW_RECEIVER_TOKEN_FILE (flows.access).
     """
-    token = os.environ.get(TOKEN_ENV) or None
+    token = receiver_token()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -250,11 +251,15 @@ def create_app(
     async def start(
         request: Request, name: str, payload: dict, extra: dict, *, always_key: bool, size: int
     ) -> Accepted:
-        """Create the run. An execute with neither alerts nor an Idempotency-Key is always a new run."""
+        """Create the run. An execute with neither alerts nor an Idempotency-Key is always a new run.
+
+        Secret shapes are scrubbed from the payload first: it is stored as the run's
+        parameters (and in the journal), and everything after (key, events) sees it so.
+        """
         if size > THREAD_PARSE_BYTES:
-            summary = await asyncio.to_thread(summarize, payload)
+            payload, summary = await asyncio.to_thread(_scrubbed, payload)
         else:
-            summary = summarize(payload)
+            payload, summary = _scrubbed(payload)
         given_key = request.headers.get("idempotency-key")
         if given_key:
             key = f"opsflow-receiver:{name}:key:{given_key[:200]}"
@@ -302,6 +307,14 @@ def create_app(
         return Accepted(flow_run_id=str(run.id), definition=name, trace_id=run_trace, duplicate=duplicate)
 
     return app
+
+
+def _scrubbed(payload: dict) -> tuple[dict, Any]:
+    """The payload without secret shapes (nodes.scrub says what is kept) and its summary."""
+    payload, count = scrub_alert_payload(payload)
+    if count:
+        log.info("payload: %d secret-shaped value(s) scrubbed before storing it", count)
+    return payload, summarize(payload)
 
 
 async def _episodes(episodes: Episodes, name: str, summary) -> dict[str, str] | None:

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from flows.definition import Node
+from flows.live import emit
 from nodes.approval import Answer, outcome
 from nodes.base import NodeContext
 from nodes.runtime import node_result, validate_config
@@ -43,6 +44,16 @@ async def wait_for_approval(node: Node, ctx: NodeContext) -> dict[str, Any]:
         config.message,
         ctx.run.run_id,
     )
+    emit(
+        {
+            "state": "waiting",
+            "reason": "approval",
+            "node_id": node.id,
+            "node_type": node.type,
+            "run_id": ctx.run.run_id,
+            "message": config.message,
+        }
+    )
     try:
         answer = await apause_flow_run(
             wait_for_input=_run_input(),
@@ -60,20 +71,32 @@ async def wait_for_approval(node: Node, ctx: NodeContext) -> dict[str, Any]:
     )
 
 
-def answer_approval(run_id: str, *, approve: bool, comment: str = "", by: str = "") -> None:
-    """Resume a paused run with an answer (what `pipeline approve` does)."""
-    from prefect.exceptions import ObjectNotFound
+def answer_approval(run_id: str, *, approve: bool, comment: str = "", by: str = "") -> str:
+    """Resume a paused run with an answer (what `pipeline approve` does); returns its id.
+
+    `run_id` may also be a unique id prefix or the run's name.
+    """
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import NotPausedError, ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
-    from nodes.errors import OpsflowError
+    from flows.history import resolve_run
+    from nodes.errors import UsageError
 
+    async def find():
+        async with get_client() as client:
+            return await resolve_run(client, run_id)
+
+    flow_run = asyncio.run(find())
     try:
-        flow_run_id = UUID(run_id)
-    except ValueError:
-        raise OpsflowError(f"Not a flow run id: {run_id}") from None
-    try:
-        resume_flow_run(flow_run_id, run_input={"approve": approve, "comment": comment, "by": by})
+        resume_flow_run(flow_run.id, run_input={"approve": approve, "comment": comment, "by": by})
     except ObjectNotFound:
-        raise OpsflowError(f"Flow run not found: {run_id}") from None
-    except RuntimeError as exc:  # NotPausedError and friends
-        raise OpsflowError(f"Flow run {run_id} cannot be resumed: {exc}") from None
+        raise UsageError(f"Flow run not found: {run_id}") from None
+    except NotPausedError:
+        state = flow_run.state.name if flow_run.state else "unknown"
+        raise UsageError(f"Flow run {run_id} is not waiting for an approval (it is {state})") from None
+    except RuntimeError as exc:
+        raise UsageError(f"Flow run {run_id} cannot be resumed: {exc}") from None
+    return str(flow_run.id)

@@ -31,6 +31,7 @@ from flows.definition import (
 from flows.definition import (
     validate as validate_definition,
 )
+from flows.typed_keys import typed_in_keys
 from nodes.errors import DefinitionError, OpsflowError
 
 __all__ = [
@@ -53,9 +54,10 @@ class PipelineDefinitionBlock(Block):
     """An opsflow pipeline definition (the JSON of a `definitions/*.json` file).
 
     The whole definition is validated whenever the block is built or changed through
-    this model, so an invalid definition cannot be saved with it. The next flow run of
-    the definition's name uses what is saved here when no file of that name exists, or
-    when the run asks for the block (`block:NAME`).
+    this model, so an invalid definition cannot be saved with it, nor one with a key typed
+    in as text (a block document is plain JSON: keys are referenced, `${secret:NAME}`).
+    The next flow run of the definition's name uses what is saved here when no file of
+    that name exists, or when the run asks for the block (`block:NAME`).
     """
 
     _block_type_name = "opsflow pipeline definition"
@@ -87,6 +89,9 @@ class PipelineDefinitionBlock(Block):
         except DefinitionError as exc:
             problems = "\n".join(f"  - {p}" for p in exc.problems)
             raise ValueError(f"pipeline definition invalid:\n{problems}") from None
+        typed = typed_in_keys(value)
+        if typed:  # a block document is stored as plain JSON: a key in it is readable by all
+            raise ValueError(_typed_message("this definition", typed))
         return value
 
 
@@ -99,6 +104,9 @@ def publish(ref: str | Path) -> tuple[str, int]:
     pipeline = load_definition(ref)
     name = pipeline.name
     _check_block_name(name)
+    typed = typed_in_keys(pipeline.raw)
+    if typed:
+        raise OpsflowError(_typed_message(name, typed))
     digest = canonical_hash(pipeline.raw)
     with _api() as client:
         document = _read_document(client, name)
@@ -216,6 +224,14 @@ def block_definition_for(ref: str, *, source: Literal["auto", "file", "block"] =
     if pipeline is None and (explicit or source == "block"):
         raise DefinitionError(f"Pipeline definition not found: block {name}")
     return pipeline
+
+
+def _typed_message(name: str, places: list[str]) -> str:
+    return (
+        f"Refusing to publish {name}: a key is typed in at {', '.join(places)}, and a block would "
+        "store it in clear; reference it instead: ${NAME} (environment) or ${secret:NAME} "
+        "(a Prefect Secret block)"
+    )
 
 
 def _check_block_name(name: str) -> None:

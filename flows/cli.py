@@ -1,12 +1,13 @@
 """The `pipeline` command: a thin shell over flows.definition, flows.render and the flow.
 
 `list`, `describe`, `validate`, `schema` and `run --dry-run` never import Prefect, so
-they answer at once. Errors go to stderr: exit 2 for usage and validation, 1 for a
-failed run.
+they answer at once. Errors go to stderr as one line (`-v` adds the traceback): exit 2
+for usage, validation and not found, 1 for a failed run or an error, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from flows.definition import Pipeline, list_definitions, load_definition
+from flows.limits import MAX_PAYLOAD_BYTES, LimitError, check_payload, read_limited
 from nodes.errors import DefinitionError
 
 app = typer.Typer(
@@ -26,6 +28,15 @@ app = typer.Typer(
 )
 
 DEFAULT_ALERT_PIPELINE = "alert-triage"
+
+
+class LogLevel(enum.StrEnum):
+    """The levels `--log-level` takes (`warn` is logging's WARNING)."""
+
+    debug = "debug"
+    info = "info"
+    warn = "warn"
+    error = "error"
 
 
 class Exit(Exception):
@@ -61,14 +72,19 @@ def _payload(payload: str | None, file: Path | None, sample: bool) -> dict[str, 
         raise Exit("Use only one of --payload, --file and --sample")
     if payload:
         try:
+            check_payload(payload, "--payload")
             data = json.loads(payload)
+        except LimitError as exc:
+            raise Exit(str(exc)) from None
         except json.JSONDecodeError as exc:
             raise Exit(f"Invalid JSON in --payload: {exc.msg} at column {exc.colno}") from None
     elif file:
-        if not file.is_file():
-            raise Exit(f"Payload file not found: {file}")
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
+            text = read_limited(file, MAX_PAYLOAD_BYTES, "Payload file")
+            check_payload(text, f"Payload file {file}")
+            data = json.loads(text)
+        except LimitError as exc:
+            raise Exit(str(exc)) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise Exit(f"Invalid JSON in payload file {file}: {exc}") from None
     elif sample:
@@ -77,7 +93,9 @@ def _payload(payload: str | None, file: Path | None, sample: bool) -> dict[str, 
         data = {}
     if not isinstance(data, dict):
         raise Exit("The payload must be a JSON object")
-    return data
+    from nodes.scrub import scrub_alert_payload  # the payload is stored as the run's parameters
+
+    return scrub_alert_payload(data)[0]
 
 
 def sample_payload() -> dict[str, Any]:
@@ -102,6 +120,10 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run result as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")] = False,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option("--log-level", help="Log lines shown while the run goes (default: warnings and up)."),
+    ] = None,
     continue_on_error: Annotated[
         bool,
         typer.Option("--continue-on-error", help="Run the other nodes after a failure (status partial)."),
@@ -123,6 +145,11 @@ def run(
         except OpsflowError as exc:
             raise Exit(str(exc)) from None
         typer.echo(f"Loaded {len(names)} setting(s) from {env_file}: {', '.join(names) or '-'}", err=True)
+    if log_level is not None:  # before Prefect is imported, which reads it once
+        level = {"warn": "WARNING"}.get(log_level.value, log_level.value.upper())
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = level
+        if level == "DEBUG":
+            os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
     if definition and config:
         raise Exit("Cannot specify both --definition and --config")
     if not definition and not config:
@@ -132,19 +159,33 @@ def run(
     pipeline = _load(definition or str(config))
     data = _payload(payload, file, sample)
     only_ids, skip_ids = _ids(only), _ids(skip)
+    both = [i for i in only_ids or [] if i in (skip_ids or [])]
+    if both:
+        raise Exit(f"Node id(s) in both --only and --skip: {', '.join(both)}")
     unknown = [i for i in [*(only_ids or []), *(skip_ids or [])] if i not in pipeline.nodes]
     if unknown:
         raise Exit(f"Unknown node id(s): {', '.join(unknown)} (nodes: {', '.join(pipeline.nodes)})")
     if dry_run:
         from flows.render import dry_run_text
 
-        typer.echo(dry_run_text(pipeline, only=only_ids, skip=skip_ids, previews=_previews(pipeline, data)))
+        text = dry_run_text(
+            pipeline,
+            config_path=str(config) if config else None,
+            source=source,
+            environment=environment,
+            payload=data,
+            only=only_ids,
+            skip=skip_ids,
+            previews=_previews(pipeline, data),
+        )
+        typer.echo(text)
         return
     from flows.runner import run_from_cli
 
     result = run_from_cli(
         pipeline,
         definition_ref=str(config.resolve()) if config else pipeline.name,
+        config_path=str(config) if config else None,
         payload=data,
         source=source,
         environment=environment,
@@ -152,7 +193,7 @@ def run(
         only=only_ids,
         skip=skip_ids,
         as_json=as_json,
-        verbose=verbose,
+        verbose=verbose or VERBOSE or (log_level is not None and log_level.value == "debug"),
         continue_on_error=continue_on_error,
     )
     if result["status"] == "failed":
@@ -229,31 +270,92 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
-def main() -> None:
-    """Console entry point: run the app, turning opsflow's errors into clean messages."""
-    import flows.cli_ops  # noqa: F401 - registers the commands that talk to Prefect or the store
+# `-v` anywhere on the command line: tracebacks for errors, Prefect's own log lines for a run
+VERBOSE = False
+_VERBOSE_FLAGS = ("-v", "--verbose")
+
+
+def _unexpected(exc: BaseException) -> tuple[str, int]:
+    """One line for an error nobody planned for: the API unreachable, a bug (-v shows it)."""
+    import re
 
     try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        httpx = None
+    unreachable = isinstance(exc, RuntimeError) and str(exc).startswith("Failed to reach API")
+    if unreachable or (httpx is not None and isinstance(exc, httpx.TransportError)):
+        from flows.server import configured_api_url
+
+        url = re.sub(r"//[^/@]*@", "//", configured_api_url() or "")  # no credentials in messages
+        why = "" if unreachable else f": {exc or type(exc).__name__}"
+        return f"Cannot reach the Prefect API at {url}{why}", 1
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"Error: {type(exc).__name__}{': ' + text if text else ''} (run with -v for the traceback)", 1
+
+
+def main() -> None:
+    """Console entry point: run the app, turning every error into one line on stderr.
+
+    Exit codes: 2 usage, validation or not found; 1 a failed run or an error; 130 Ctrl-C.
+    `-v` adds the traceback.
+    """
+    import flows.cli_ops  # noqa: F401 - registers the commands that talk to Prefect or the store
+    from nodes.errors import OpsflowError, UsageError
+
+    global VERBOSE
+    verbose = VERBOSE = any(arg in _VERBOSE_FLAGS for arg in sys.argv[1:])
+    args = [arg for arg in sys.argv[1:] if arg not in _VERBOSE_FLAGS]
+    try:
         # without standalone mode, click returns the code of a typer.Exit instead of raising it
-        code = app(standalone_mode=False)
+        code = app(args=args, prog_name="pipeline", standalone_mode=False)
     except Exit as exc:
-        typer.echo(str(exc), err=True)
+        _say(str(exc), exc, verbose)
         sys.exit(exc.code)
     except DefinitionError as exc:
-        typer.echo(_definition_message(exc), err=True)
+        _say(_definition_message(exc), exc, verbose)
         sys.exit(2)
+    except OpsflowError as exc:
+        _say(str(exc), exc, verbose)
+        sys.exit(2 if isinstance(exc, UsageError) else 1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("Aborted.", err=True)
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        if not getattr(exc, "announced", False):  # a cancelled run has said so already
+            _say("Interrupted.", None, False)
         sys.exit(130)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except Exception as exc:
         # usage errors of typer's bundled click (its classes are private): show, no traceback
         if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        message, status = _unexpected(exc)
+        _say(message, exc, verbose)
+        sys.exit(status)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _say(message: str, exc: BaseException | None, verbose: bool) -> None:
+    if verbose and exc is not None:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    try:
+        typer.echo(message, err=True)
+    except BrokenPipeError:
+        pass
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`pipeline run | head -3`): exit without Python's complaint."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(0)  # the reader chose to stop reading: not a failure of this command
 
 
 if __name__ == "__main__":

@@ -10,17 +10,15 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from flows.graph import edges, order_problems
-from nodes import NODE_TYPES, get_node_type
+from flows.limits import MAX_DEFINITION_BYTES, LimitError, check_depth, read_limited
+from nodes import NODE_TYPES
 from nodes.errors import DefinitionError
-from nodes.jmes import compile_expression
-from nodes.runtime import format_validation_error
 from nodes.templating import has_dynamic, referenced_names
 
 __all__ = [
@@ -41,7 +39,7 @@ PROJECT_DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
 class Defaults(BaseModel):
     """Run options every node inherits unless it sets its own."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "3" is a mistake, not a number
 
     max_retries: int = Field(default=0, ge=0, le=20, description="Retries after a retryable failure.")
     retry_delay_seconds: float = Field(
@@ -65,13 +63,18 @@ class Node(BaseModel):
     description: str | None = Field(default=None, description="What the node is for.")
     config: dict[str, Any] = Field(default_factory=dict, description="The node type's settings.")
     next: str | list[str] | None = Field(default=None, description="Node id(s) that follow; absent = end.")
-    required: bool = Field(default=True, description="A failure of a required node fails the run.")
-    retries: int | None = Field(default=None, ge=0, le=20, description="Overrides defaults.max_retries.")
+    # strict: "yes" or "3" is a mistake to report, not a value to coerce
+    required: bool = Field(
+        default=True, strict=True, description="A failure of a required node fails the run."
+    )
+    retries: int | None = Field(
+        default=None, ge=0, le=20, strict=True, description="Overrides defaults.max_retries."
+    )
     retry_delay_seconds: float | None = Field(
-        default=None, ge=0, le=3600, description="Overrides defaults.retry_delay_seconds."
+        default=None, ge=0, le=3600, strict=True, description="Overrides defaults.retry_delay_seconds."
     )
     timeout_seconds: float | None = Field(
-        default=None, gt=0, le=86400, description="Overrides defaults.timeout_seconds."
+        default=None, gt=0, le=86400, strict=True, description="Overrides defaults.timeout_seconds."
     )
     skip_if_errors: list[str] = Field(
         default_factory=list, description="Skip this node when any of these upstream nodes failed."
@@ -198,6 +201,8 @@ def find_definition(name: str) -> Path:
     path = definitions_dir() / f"{name}.json"
     try:
         found = path.is_file()
+        if path.is_dir():
+            raise DefinitionError(f"Pipeline definition {name!r} is a directory: {path}")
     except (OSError, ValueError):  # too long for the file system, or a NUL in the name
         found = False
     if not found:
@@ -206,11 +211,13 @@ def find_definition(name: str) -> Path:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """Parse a definition file; errors say which file and where."""
-    if not path.is_file():
-        raise DefinitionError(f"Config file not found: {path}")
+    """Parse a definition file; errors say which file and where (and which limit, if one is hit)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = read_limited(path, MAX_DEFINITION_BYTES, "Config file")
+        check_depth(text, f"Config file {path}")
+        data = json.loads(text)
+    except LimitError as exc:
+        raise DefinitionError(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise DefinitionError(f"Invalid JSON in config file: {path}: not UTF-8 ({exc.reason})") from None
     except json.JSONDecodeError as exc:
@@ -220,6 +227,39 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DefinitionError(f"Invalid JSON in config file: {path}: the top level must be an object")
     return data
+
+
+def _name_clash(path: Path, name: str) -> None:
+    """DefinitionError when another file of the definitions directory claims the same name."""
+    directory = definitions_dir()
+    try:
+        if path.resolve().parent != directory.resolve():
+            return
+    except OSError:
+        return
+    for other in list_definitions(directory):
+        if other.resolve() != path.resolve() and _declared_name(other) == name:
+            first, second = sorted([path, other])
+            raise DefinitionError(f"definition name {name!r} is used by two files: {first} and {second}")
+
+
+def _declared_name(path: Path) -> str | None:
+    """The name `path` would load as (its `name`, else its stem); None for an unreadable file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _declared_name_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=256)
+def _declared_name_cached(path: str, mtime_ns: int, size: int) -> str | None:
+    try:
+        raw = read_json(Path(path))
+    except DefinitionError:
+        return None
+    name = raw.get("name")
+    return name if isinstance(name, str) and name else Path(path).stem
 
 
 def load_definition(
@@ -248,6 +288,8 @@ def load_definition(
                 return pipeline
         path = Path(text) if is_path else find_definition(text)
         raw, origin, stem = read_json(path), str(path), path.stem
+        declared = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else stem
+        _name_clash(path, declared)
     return validate(raw, source=origin, name=name or raw.get("name") or stem or "inline")
 
 
@@ -255,7 +297,7 @@ def _block_wanted(text: str, source: str) -> bool:
     """Ask Prefect for a block only when told to, or when no file has this name and an API is set."""
     if source == "block" or text.startswith("block:"):
         return True
-    if source == "file" or (definitions_dir() / f"{text}.json").is_file():
+    if source == "file" or (definitions_dir() / f"{text}.json").exists():  # a directory: say so
         return False
     from flows.server import configured_api_url  # env/profile only; no Prefect import
 
@@ -268,92 +310,7 @@ def canonical_hash(raw: dict[str, Any]) -> str:
 
 
 def validate(raw: dict[str, Any], *, source: str = "inline", name: str | None = None) -> Pipeline:
-    """Validate `raw` completely; raise DefinitionError listing every problem."""
-    try:
-        definition = Definition.model_validate(raw)
-    except ValidationError as exc:
-        raise DefinitionError(_structure_problems(exc, raw)) from None
-    problems: list[str] = []
-    ids = [node.id for node in definition.nodes]
-    seen: set[str] = set()
-    for node_id in ids:
-        if node_id in seen:
-            problems.append(f"node {node_id!r}: duplicate id")
-        seen.add(node_id)
-    for node in definition.nodes:
-        problems.extend(_node_problems(node))
-    for policy, configs in definition.policies().items():
-        for index, config in enumerate(configs):
-            problems.extend(_policy_problems(f"{policy}[{index}]", config))
-    successors, graph_problems = edges(definition, seen)
-    problems.extend(graph_problems)
-    pipeline = Pipeline(
-        definition=definition,
-        name=name or definition.name or "inline",
-        definition_version=f"{definition.version}+{canonical_hash(raw)}",
-        source=source,
-        raw=raw,
-        successors=successors,
-        predecessors={node_id: [] for node_id in successors},
-    )
-    for node_id, targets in successors.items():
-        for target in targets:
-            pipeline.predecessors[target].append(node_id)
-    if not graph_problems:
-        problems.extend(order_problems(pipeline))
-    if problems:
-        raise DefinitionError(problems)
-    return pipeline
+    """Validate `raw` completely; raise DefinitionError listing every problem (see flows.validation)."""
+    from flows.validation import validate_definition  # it builds on the models above
 
-
-def _structure_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
-    problems = []
-    nodes = raw.get("nodes") if isinstance(raw.get("nodes"), list) else []
-    for err in exc.errors(include_url=False):
-        loc = list(err["loc"])
-        if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
-            index = loc[1]
-            node = nodes[index] if index < len(nodes) else None
-            node_id = node.get("id") if isinstance(node, dict) else None
-            where = f"node {node_id!r}" if isinstance(node_id, str) else f"node #{index + 1}"
-            field_path = ".".join(str(p) for p in loc[2:])
-            problems.append(f"{where}: {field_path + ': ' if field_path else ''}{err['msg']}")
-        elif loc == ["version"] and err["type"] == "missing":
-            problems.append('version: missing (add "version": "1.0")')
-        else:
-            path = ".".join(str(p) for p in loc) or "definition"
-            problems.append(f"{path}: {err['msg']}")
-    return problems
-
-
-def _node_problems(node: Node) -> list[str]:
-    where = f"node {node.id!r}"
-    problems = []
-    try:
-        module = get_node_type(node.type)
-    except DefinitionError as exc:
-        return [f"{where}: {exc}"]
-    try:
-        module.Config.model_validate(node.config)
-    except ValidationError as exc:
-        # a value that is a template or a reference is only known at run time
-        errors = [e for e in exc.errors(include_url=False) if not _is_dynamic_input(e.get("input"))]
-        if errors:
-            lines = format_validation_error(ValidationError.from_exception_data(exc.title, errors))
-            problems.extend(f"{where}: {line}" for line in lines)
-    if node.when is not None:
-        try:
-            compile_expression(node.when)
-        except ValueError as exc:
-            problems.append(f"{where}: when: {exc}")
-    return problems
-
-
-def _policy_problems(where: str, config: dict[str, Any]) -> list[str]:
-    """A pipeline-level notification is a notify node config: validate it as one."""
-    probe = Node(id="policy", type="notify", config=config)
-    return [p.replace("node 'policy'", where, 1) for p in _node_problems(probe)]
-
-
-def _is_dynamic_input(value: Any) -> bool:
-    return isinstance(value, str) and has_dynamic(value)
+    return validate_definition(raw, source=source, name=name)

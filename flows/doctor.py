@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 
@@ -10,36 +12,86 @@ from flows.definition import definitions_dir, list_definitions, load_definition
 from flows.server import configured_api_url
 from nodes import get_node_type
 from nodes.errors import DefinitionError
+from nodes.templating import referenced_names
 
 
-def run_checks() -> Iterator[tuple[bool, str]]:
-    """(passed, line) for each check, in the order a person would fix them."""
+def run_checks() -> Iterator[tuple[str, str]]:
+    """(status, line) for each check, in the order a person would fix them.
+
+    status is `ok`, `note` (an optional setting not set: the run still works, with less)
+    or `fail` (a required one, or something broken: the machine is not ready).
+    """
     version = sys.version_info
-    yield version >= (3, 11), f"Python {version.major}.{version.minor}.{version.micro} (3.11+ needed)"
-    yield from _prefect_api()
+    yield _ok(version >= (3, 11)), f"Python {version.major}.{version.minor}.{version.micro} (3.11+ needed)"
+    for passed, line in _prefect_api():
+        yield _ok(passed), line
     paths = list_definitions()
-    yield bool(paths), f"definitions directory {definitions_dir()} ({len(paths)} definitions)"
+    yield _ok(bool(paths)), f"definitions directory {definitions_dir()} ({len(paths)} definitions)"
     for path in paths:
         try:
             pipeline = load_definition(path)
         except DefinitionError as exc:
-            yield False, f"definition {path.stem}: invalid ({'; '.join(exc.problems)})"
+            yield "fail", f"definition {path.stem}: invalid ({'; '.join(exc.problems)})"
             continue
-        missing = [n for n in _needed(pipeline) if not n.startswith("secret:") and not os.environ.get(n)]
+        required, optional = settings_needed(pipeline)
+        missing = [n for n in required if not os.environ.get(n)]
+        unset = {n: why for n, why in optional.items() if not os.environ.get(n)}
         if missing:
-            yield False, f"definition {pipeline.name}: valid, but not set: {', '.join(missing)}"
+            yield "fail", f"definition {pipeline.name}: valid, but not set: {', '.join(missing)}"
+        elif unset:
+            notes = "; ".join(f"{name} ({why})" for name, why in unset.items())
+            yield "note", f"definition {pipeline.name}: valid, ready; optional, not set: {notes}"
         else:
-            yield True, f"definition {pipeline.name}: valid, settings present"
+            yield "ok", f"definition {pipeline.name}: valid, settings present"
 
 
-def _needed(pipeline) -> list[str]:
-    """Settings referenced as ${...}, plus those a node type says it needs (e.g. OPENAI_API_KEY)."""
-    names = list(pipeline.settings)
+def _ok(passed: bool) -> str:
+    return "ok" if passed else "fail"
+
+
+def settings_needed(pipeline) -> tuple[list[str], dict[str, str]]:
+    """The environment settings a definition needs: required ones, and optional ones with why.
+
+    Optional: a `${NAME:-default}`, a node that is `required: false`, a node whose `when`
+    reads `run.configured.NAME`, or a provider key of an analysis with a fallback.
+    Secret blocks are not listed (they live in Prefect, not in the environment).
+    """
+    required: list[str] = []
+    optional: dict[str, str] = {}
     for node in pipeline.definition.nodes:
-        required = getattr(get_node_type(node.type), "required_settings", None)
-        if required:
-            names.extend(n for n in required(node.config) if n not in names)
-    return names
+        implicit = getattr(get_node_type(node.type), "required_settings", None)
+        names = [(n, False) for n in referenced_names(node.config) if not n.startswith("secret:")]
+        names += [(n, True) for n in (implicit(node.config) if implicit else [])]
+        for name, is_implicit in names:
+            why = _optional_because(node, name, is_implicit)
+            if why is None:
+                if name not in required:
+                    required.append(name)
+            else:
+                optional.setdefault(name, why)
+    return required, {n: why for n, why in optional.items() if n not in required}
+
+
+def _optional_because(node, name: str, implicit: bool) -> str | None:
+    text = json.dumps(node.config)
+    if not implicit and re.search(r"\$\{" + re.escape(name) + r":-", text):
+        return "has a default"
+    if not node.required:
+        return f"node {node.id!r} is optional"
+    if node.when and re.search(r"configured\." + re.escape(name) + r"\b", node.when):
+        return f"node {node.id!r} runs only when it is set"
+    if (
+        implicit
+        and node.type == "intelligence"
+        and isinstance(node.config, dict)
+        and node.config.get("fallback")
+    ):
+        return f"node {node.id!r} falls back to {_fallback_name(node.config['fallback'])}"
+    return None
+
+
+def _fallback_name(fallback) -> str:
+    return fallback.get("provider", "?") if isinstance(fallback, dict) else str(fallback)
 
 
 def _prefect_api() -> Iterator[tuple[bool, str]]:

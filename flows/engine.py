@@ -2,7 +2,9 @@
 
 A node becomes ready once all its predecessors have finished. Before it starts it may
 be skipped: the run already failed, `--only`/`--skip`, a branch not taken (every
-incoming edge is dead), `skip_if_errors`, or a falsy `when`.
+incoming edge is dead: a condition chose another branch, or did not run at all),
+`skip_if_errors`, or a falsy `when`. A skipped or failed node's output is null to
+the nodes after it (a join sees the inputs that did run).
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from flows.definition import Pipeline
-from nodes.jmes import search
+from nodes.jmes import search, truthy
 
 BRANCH_NOT_TAKEN = "branch not taken"
+
+
+class WhenFailed(Exception):
+    """A node's `when` raised at run time (e.g. a type error): the node fails."""
 
 
 class RunBook:
@@ -32,6 +38,8 @@ class RunBook:
         self.state: dict[str, str] = dict.fromkeys(pipeline.nodes, "pending")
         self.results: dict[str, dict[str, Any]] = {}
         self.not_taken: dict[str, set[str]] = {}
+        # nodes every incoming edge of which is dead (skipped: a branch not taken)
+        self.unreached: set[str] = set()
         self.failed_required: str | None = None
         self.error: str | None = None
         self.order: list[str] = []
@@ -48,17 +56,26 @@ class RunBook:
         ]
 
     def skip_reason(self, node_id: str, data: dict[str, Any]) -> str | None:
-        """Why `node_id` must not run, or None to run it."""
+        """Why `node_id` must not run, or None to run it.
+
+        Raises WhenFailed when its `when` errors: a broken guard fails the node, it is
+        never a silent skip (that would be a silently missed page).
+        """
         node = self.pipeline.nodes[node_id]
+        preds = self.pipeline.predecessors[node_id]
+        dead = [p for p in preds if self._dead(p, node_id)]
+        if preds and len(dead) == len(preds):
+            # marked whatever reason is shown, so nothing beyond it runs either
+            self.unreached.add(node_id)
         if self.failed_required:
             return f"run failed at node {self.failed_required!r}"
         if self.only is not None and node_id not in self.only:
             return "not in --only"
         if node_id in self.skip:
             return "in --skip"
-        preds = self.pipeline.predecessors[node_id]
-        if preds and all(self._dead(p, node_id) for p in preds):
-            return BRANCH_NOT_TAKEN
+        if node_id in self.unreached:
+            idle = [p for p in dead if self._condition_idle(p)]
+            return f"condition {idle[0]!r} did not run" if idle else BRANCH_NOT_TAKEN
         failed = [other for other in node.skip_if_errors if self.state.get(other) == "failed"]
         if failed:
             return f"skip_if_errors: {', '.join(failed)} failed"
@@ -66,20 +83,24 @@ class RunBook:
             try:
                 value = search(node.when, data)
             except ValueError as exc:
-                return f"when: {exc}"
-            if value in (None, False, "", [], {}):
+                raise WhenFailed(f"node {node_id!r}: when: {exc}") from None
+            if not truthy(value):
                 return f"when: {node.when} is false"
         return None
 
+    def _condition_idle(self, node_id: str) -> bool:
+        """A condition that was skipped or failed: it chose no branch, so none runs."""
+        return self.pipeline.nodes[node_id].type == "condition" and self.state[node_id] in (
+            "skipped",
+            "failed",
+        )
+
     def _dead(self, source: str, target: str) -> bool:
-        """An edge that cannot carry the run: its source's branch excluded the target."""
-        result = self.results.get(source)
-        if result and result.get("skipped") and result.get("skip_reason") == BRANCH_NOT_TAKEN:
+        """An edge that cannot carry the run: its source was never reached, or chose another branch."""
+        if source in self.unreached or self._condition_idle(source):
             return True
         if self.pipeline.nodes[source].type != "condition":
             return False
-        if self.state[source] == "failed":
-            return True
         return target in self.not_taken.get(source, set())
 
     def start(self, node_id: str) -> None:

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from flows.limits import MAX_ENV_FILE_BYTES
 from nodes.errors import OpsflowError
 
 __all__ = ["load_env_file", "parse_env_file", "parse_env_text"]
@@ -97,12 +98,17 @@ def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     """The KEY=VALUE pairs of a dotenv file, without touching the environment."""
     source = str(path)
     file = Path(path)
+    if file.is_dir():
+        raise OpsflowError(f"Env file is a directory: {source}")
     if not file.is_file():
         raise OpsflowError(f"Env file not found: {source}")
     try:
-        data = file.read_bytes()
+        with file.open("rb") as handle:
+            data = handle.read(MAX_ENV_FILE_BYTES + 1)  # never a huge file read whole
     except OSError as exc:
         raise OpsflowError(f"Cannot read env file {source}: {exc.strerror}") from exc
+    if len(data) > MAX_ENV_FILE_BYTES:
+        raise OpsflowError(f"Env file {source} is over {MAX_ENV_FILE_BYTES} bytes (the limit)")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -20,9 +20,13 @@ def edges(definition: Definition, known: set[str]) -> tuple[dict[str, list[str]]
     nodes = definition.nodes
     successors: dict[str, list[str]] = {node.id: [] for node in nodes}
     chained = not any(node.next is not None or node.type == "condition" for node in nodes)
-    for index, node in enumerate(nodes):
+    # a duplicate id is reported once, by validation; the chain runs over the distinct ids
+    chain = list(successors)
+    position = {node_id: index for index, node_id in enumerate(chain)}
+    for node in nodes:
         if chained:
-            targets = [nodes[index + 1].id] if index + 1 < len(nodes) else []
+            index = position[node.id]
+            targets = [chain[index + 1]] if index + 1 < len(chain) else []
         else:
             targets = node.next_ids()
             if node.type == "condition":
@@ -61,9 +65,17 @@ def order_problems(pipeline: Pipeline) -> list[str]:
             if target not in reachable:
                 reachable.add(target)
                 stack.append(target)
-    for node in pipeline.definition.nodes:
-        if node.id not in reachable:
-            problems.append(f"node {node.id!r}: unreachable from the entry node {pipeline.entry!r}")
+    for node_id in pipeline.successors:
+        if node_id in reachable:
+            continue
+        if not pipeline.predecessors[node_id]:
+            # a second root is never run as one: only the first node is the entry
+            problems.append(
+                f"node {node_id!r}: unreachable from the entry node {pipeline.entry!r} "
+                "(it has no incoming edge; only the first node is an entry)"
+            )
+        else:
+            problems.append(f"node {node_id!r}: unreachable from the entry node {pipeline.entry!r}")
     if cycle:
         return problems
     for node in pipeline.definition.nodes:

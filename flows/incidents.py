@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
-from nodes.errors import IngestError
+from nodes.errors import UsageError
 
 
 def incidents_table(status: str | None, limit: int) -> list[str]:
     from nodes.ingest.store import list_incidents
+
+    if status is not None and status not in ("open", "resolved"):
+        raise UsageError(f"--status must be open or resolved, not {status!r}")
 
     rows = list_incidents(status, limit)
     if not rows:
@@ -26,7 +29,7 @@ def incident_lines(incident_id: str) -> list[str] | None:
     from nodes.ingest.store import get_incident
 
     if not incident_id.isdigit():
-        raise IngestError(f"Incident id must be a number: {incident_id}")
+        raise UsageError(f"Incident id must be a number: {incident_id}")
     incident = get_incident(int(incident_id))
     if incident is None:
         return None

@@ -34,20 +34,11 @@ _STATUS_OF_STATE = {"COMPLETED": "completed", "FAILED": "failed", "CRASHED": "fa
 _TASK_ERROR_PREFIX = "Task run encountered an exception "
 
 
-def _run_uuid(run_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(run_id).strip())
-    except ValueError:
-        raise OpsflowError(f"Flow run not found: {run_id}") from None
-
-
 async def _flow_run(client, run_id: str):
-    from prefect.exceptions import ObjectNotFound
+    """The flow run named by its id, a unique id prefix or its run name."""
+    from flows.history import resolve_run
 
-    try:
-        return await client.read_flow_run(_run_uuid(run_id))
-    except ObjectNotFound:
-        raise OpsflowError(f"Flow run not found: {run_id}") from None
+    return await resolve_run(client, run_id)
 
 
 async def _task_runs(client, run_uuid: uuid.UUID) -> list:
@@ -73,6 +64,9 @@ def _stamp(value: datetime | None) -> str | None:
 
 def _summary(markdown: str) -> dict[str, Any]:
     """The facts of the markdown artifact (`flows.render.artifact_markdown`), by line."""
+    from flows.stage import OUTPUTS_HEADING
+
+    markdown = markdown.split(OUTPUTS_HEADING, 1)[0]  # the node outputs are not facts of the run
     facts: dict[str, Any] = {"skipped": {}}
     patterns = {
         "definition": r"^# (.+): (\S+)$",
@@ -147,7 +141,12 @@ async def read_run(run_id: str) -> dict[str, Any]:
         )
     table = next((a for a in artifacts if a.type == "table" and (a.key or "").startswith("opsflow-")), None)
     markdown = next(
-        (a for a in artifacts if a.type == "markdown" and (a.key or "").startswith("opsflow-")), None
+        (
+            a
+            for a in artifacts
+            if a.type == "markdown" and (a.key or "").startswith("opsflow-") and a.key.endswith("-summary")
+        ),
+        None,
     )
     rows = (json.loads(table.data) if isinstance(table.data, str) else table.data) if table else []
     facts = _summary(markdown.data) if markdown and isinstance(markdown.data, str) else {"skipped": {}}
@@ -243,7 +242,7 @@ def run_text(run: dict[str, Any]) -> str:
         took = f" in {task['duration_ms']:.1f} ms" if task["duration_ms"] is not None else ""
         lines = [f"  task run: {task['name']} [{node['node_type']}] {task['state']}{took}"]
         if task["error"] and not node["errors"]:
-            lines.append(f"  ERROR: {task['error']}")
+            lines.append(f"  Errors: {task['error']}")
         return lines
 
     artifact = []
@@ -327,7 +326,7 @@ async def print_logs(run_id: str, follow: bool, out: TextIO) -> int:
             if not follow or _STOP_FOLLOWING.is_set():
                 return len(seen)
             await asyncio.sleep(POLL_SECONDS)
-            if final_since is None and _is_final(await _flow_run(client, run_id)):
+            if final_since is None and _is_final(await _flow_run(client, str(run_uuid))):
                 final_since = loop.time()
 
 

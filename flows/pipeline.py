@@ -31,9 +31,12 @@ from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
 
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
-from flows.engine import RunBook  # noqa: E402
+from flows.engine import RunBook, WhenFailed  # noqa: E402
+from flows.limits import check_value_depth  # noqa: E402
+from flows.live import CANCELLED, PROGRESS, emit, watch_loop  # noqa: E402
 from flows.policies import HOOKS, remember  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
+from flows.stage import outputs_markdown  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
 from nodes.errors import DefinitionError, NodeError, OpsflowError  # noqa: E402
 from nodes.runtime import execute_node, node_result  # noqa: E402
@@ -48,20 +51,15 @@ _SHORTEST_JITTERED = lower_clamp_multiple(1 + RETRY_JITTER)  # of a planned dela
 # the longest a Retry-After hint may stretch one retry delay
 MAX_RETRY_AFTER_SECONDS = 120.0
 
-# listeners called with a dict per finished node (the CLI's progress lines)
-PROGRESS: list[Callable[[dict[str, Any]], None]] = []
-
 
 def _flow_run_name() -> str:
     from prefect.runtime import flow_run
 
+    from flows.history import definition_label
+
     params = flow_run.parameters
-    definition = params.get("definition")
-    if isinstance(definition, dict):
-        definition = definition.get("name") or "inline"
-    definition = str(definition).removeprefix("block:")
     trace = params.get("trace_id") or str(flow_run.id or uuid.uuid4())
-    return f"{definition}-{trace.replace('-', '')[:8]}"
+    return f"{definition_label(params.get('definition'))}-{trace.replace('-', '')[:8]}"
 
 
 def _retryable(task, task_run, state) -> bool:
@@ -81,6 +79,9 @@ async def _run_node(
     """
     from prefect.runtime import task_run
 
+    watch_loop()  # Ctrl-C in the CLI cancels this task run's loop: its work and its retry waits
+    if CANCELLED.is_set():
+        raise NodeError(f"node {node_id!r} not started: the run was interrupted")
     attempt = task_run.run_count or 1
     max_attempts = int(options["retries"]) + 1
     timeout = options["timeout_seconds"]
@@ -187,6 +188,7 @@ async def run_pipeline(
     started = time.perf_counter()
     pipeline = load_definition(definition)
     _check_ids(pipeline, only, skip)
+    check_value_depth(payload, "payload")  # an API caller's payload gets the CLI's limit too
     run_id = str(flow_run.id) if flow_run.id else None
     info = RunInfo(
         trace_id=trace_id or (run_id or uuid.uuid4().hex).replace("-", ""),
@@ -198,6 +200,11 @@ async def run_pipeline(
         configured=pipeline.configured(),
         ui_url=flow_run.ui_url,
     )
+    if run_id:
+        from flows.history import tag_flow_run
+
+        await tag_flow_run(run_id, pipeline.name, source)
+    emit({"state": "started", "run_id": run_id, "trace_id": info.trace_id, "definition": pipeline.name})
     ctx = NodeContext(run=info, payload=payload or {}, secrets=Secrets(), secret_lookup=_read_secret)
     remember(ctx)
     if incident_id is not None:
@@ -257,9 +264,19 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
             progressed = False
             for node_id in book.ready():
                 node = pipeline.nodes[node_id]
-                reason = book.skip_reason(node_id, ctx.data())
+                try:
+                    reason = book.skip_reason(node_id, ctx.data())
+                except WhenFailed as exc:
+                    message = ctx.secrets.redact(str(exc))
+                    error = {"message": message, "retryable": False}
+                    book.fail(node_id, node_result(node_id, node.type, errors=[error]), message)
+                    ctx.nodes[node_id] = None
+                    _emit(book, node_id, total)
+                    progressed = True
+                    continue
                 if reason:
                     book.skipped(node_id, node_result(node_id, node.type, skipped=True, skip_reason=reason))
+                    ctx.nodes[node_id] = None  # a join after it sees this input as null
                     _emit(book, node_id, total)
                     progressed = True
                     continue
@@ -314,6 +331,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
             else:
                 book.fail(node_id, *_failure(node_id, node.type, state, ctx))
+                ctx.nodes[node_id] = None
             _emit(book, node_id, total)
 
 
@@ -364,8 +382,10 @@ async def _attach_artifacts(pipeline: Pipeline, result: dict[str, Any]) -> None:
         await acreate_table_artifact(
             table=artifact_rows(pipeline, result), key=key, description=f"{pipeline.name}: nodes of this run"
         )
-        await acreate_markdown_artifact(
-            markdown=artifact_markdown(pipeline, result), key=f"{key}-summary", description="Run summary"
+        await acreate_markdown_artifact(  # with the node outputs `pipeline run-stage --from-run` reads
+            markdown=artifact_markdown(pipeline, result) + outputs_markdown(result),
+            key=f"{key}-summary",
+            description="Run summary",
         )
     except Exception as exc:  # the run's outcome matters more than its report
         get_run_logger().warning("could not attach the result artifacts: %s", exc)

@@ -42,9 +42,11 @@ def shown_config(node_type: str, config: dict[str, Any], *, references: bool = F
     return Secrets(typed).redact(shown) if typed else shown
 
 
-def describe_lines(pipeline: Pipeline, *, skipped: dict[str, str] | None = None) -> list[str]:
-    """The node list shared by `describe` and dry-run."""
-    lines = [
+def describe_lines(
+    pipeline: Pipeline, *, skipped: dict[str, str] | None = None, header: list[str] | None = None
+) -> list[str]:
+    """The node list shared by `describe` and dry-run (`header` replaces the first lines)."""
+    lines = header or [
         f"Pipeline: {pipeline.name} ({pipeline.definition_version})",
         f"Source: {pipeline.source}",
     ]
@@ -56,12 +58,12 @@ def describe_lines(pipeline: Pipeline, *, skipped: dict[str, str] | None = None)
         options = pipeline.options(node)
         if options["retries"]:
             flags.append(f"retries {options['retries']}")
-        suffix = f"  ({', '.join(flags)})" if flags else ""
-        lines.append(f"  {index}. [{node.type}] {node.id}{suffix}")
+        lines.append(f"  {index}. [{node.type}] {node.id}")
+        if flags:
+            lines.append(f"     ({', '.join(flags)})")
         if node.description:
             lines.append(f"     {node.description}")
-        if node.config:
-            lines.append(f"     config: {_short(shown_config(node.type, node.config), 200)}")
+        lines.append(f"     Config: {_short(shown_config(node.type, node.config), 200)}")
         if node.when:
             lines.append(f"     when: {node.when}")
         if node.skip_if_errors:
@@ -86,36 +88,108 @@ def describe_lines(pipeline: Pipeline, *, skipped: dict[str, str] | None = None)
 def dry_run_text(
     pipeline: Pipeline,
     *,
+    config_path: str | None = None,
+    source: str = "cli",
+    environment: str = "development",
+    payload: dict[str, Any] | None = None,
     only: list[str] | None = None,
     skip: list[str] | None = None,
     previews: dict[str, list[dict]] | None = None,
 ) -> str:
-    """What `pipeline run --dry-run` prints: the plan, and no node run."""
+    """What `pipeline run --dry-run` prints: the plan (the seeds' layout), and no node run."""
     skipped = {}
     for node_id in pipeline.nodes:
         if only and node_id not in only:
             skipped[node_id] = "not in --only"
         elif skip and node_id in skip:
             skipped[node_id] = "in --skip"
-    lines = ["=== DRY RUN ===", *describe_lines(pipeline, skipped=skipped)]
+    header = [
+        f"Pipeline Config: {config_path}" if config_path else f"Pipeline Definition: {pipeline.name}",
+        f"Version: {pipeline.definition_version}",
+        f"Source: {source}",
+        f"Environment: {environment}",
+    ]
+    lines = ["=== DRY RUN ===", *describe_lines(pipeline, skipped=skipped, header=header)]
     for node_id, requests in (previews or {}).items():
         lines.append(f"Would send ({node_id}):")
         for request in requests:
             lines.append(f"  {_short(request, 400)}")
-    lines.append("=== END DRY RUN (nothing was run) ===")
+    lines += ["Payload:", json.dumps(payload or {}, indent=2, ensure_ascii=False, default=str)]
+    lines += ["", "Use without --dry-run to execute"]
     return "\n".join(lines)
+
+
+def _seed_lines(node_type: str, output: dict[str, Any]) -> list[str]:
+    """The seeds' lines for a node type's output (DESIGN.md "CLI": result)."""
+    if node_type == "context":
+        groups = [key for key, value in output.items() if isinstance(value, dict)]
+        return [f"  Checks run: {len(groups)}" + (f" ({', '.join(groups)})" if groups else "")]
+    if node_type == "intelligence":
+        summary = str(output.get("summary") or "")
+        summary = summary if len(summary) <= 100 else summary[:99] + "…"
+        provider = output.get("provider") or "-"
+        model = f" ({output['model']})" if output.get("model") else ""
+        return [f"  Summary: {summary}", f"  Provider: {provider}{model}"]
+    if node_type == "notify":
+        deliveries = output.get("deliveries") or []
+        drivers = list(dict.fromkeys(str(d.get("driver")) for d in deliveries if d.get("driver")))
+        return [
+            f"  Driver: {', '.join(drivers) or '-'}",
+            f"  Channels attempted: {output.get('channels_attempted', 0)}",
+            f"  Succeeded: {output.get('channels_succeeded', 0)}",
+        ]
+    if node_type == "ingest":
+        return [
+            f"  Incident ID: {output.get('incident_id') if output.get('incident_id') is not None else '-'}",
+            f"  Alerts created: {output.get('alerts_created', 0)}",
+        ]
+    return [f"  {key}: {_short(value)}" for key, value in output.items()]
+
+
+def node_block(
+    node_id: str,
+    node_type: str,
+    node: dict[str, Any] | None,
+    node_lines: Callable[[str, dict[str, Any]], list[str]] | None = None,
+) -> list[str]:
+    """One node of a result: `--- type (id) ---` and the seeds' lines for its type."""
+    lines = [f"--- {node_type} ({node_id}) ---"]
+    if node is None:
+        return [*lines, "  (not executed)"]
+    if node["skipped"]:
+        return [*lines, f"  (skipped) {node.get('skip_reason') or ''}".rstrip()]
+    if node.get("summary"):
+        lines.append(f"  {_short(node['summary'])}")
+    if node.get("output"):
+        lines += _seed_lines(node_type, node["output"])
+    if node["errors"]:
+        lines.append("  Errors: " + "; ".join(str(error.get("message")) for error in node["errors"]))
+    if node_lines is not None:
+        lines += node_lines(node_id, node)
+    attempts = node.get("attempts") or 1
+    lines.append(
+        f"  Duration: {node['duration_ms']:.1f} ms ({attempts} attempt{'s' if attempts > 1 else ''})"
+    )
+    return lines
 
 
 def result_text(
     result: dict[str, Any],
     *,
+    config_path: str | None = None,
+    nodes: dict[str, str] | None = None,
     header: list[str] | None = None,
     node_lines: Callable[[str, dict[str, Any]], list[str]] | None = None,
     extra: list[str] | None = None,
     unknown_status: str | None = None,
+    error_on_status_line: bool = True,
 ) -> str:
-    """The seed's result layout for a finished run.
+    """The seeds' result layout for a finished run.
 
+    `error_on_status_line=False` ends a failed run with `✗ Pipeline failed` alone, for
+    `pipeline run`, which says `Pipeline failed: ...` on stderr (once, not twice).
+
+    `nodes` (id → type, definition order) adds `(not executed)` for nodes never reached.
     `pipeline show` adds what Prefect recorded: `header` lines, `node_lines` per node,
     `extra` lines at the end, and a status line for a run that never finished.
     """
@@ -123,30 +197,26 @@ def result_text(
         RULE,
         "PIPELINE RESULT",
         RULE,
-        f"Pipeline: {result['definition']} ({result['definition_version']})",
+        f"Status: {result['status']}",
+        f"Config: {config_path}" if config_path else f"Definition: {result['definition']}",
         f"Trace ID: {result['trace_id']}",
         f"Run ID: {result['run_id']}",
-        *(header or []),
-        f"Status: {result['status']}",
         f"Duration: {result['duration_ms']:.1f} ms",
+        f"Version: {result['definition_version']}",
+        *(header or []),
     ]
     if result.get("incident_id"):
         lines.append(f"Incident: {result['incident_id']}")
-    for node_id in result["executed_nodes"]:
-        node = result["node_results"][node_id]
-        lines += ["", f"--- {node['node_type']} ({node_id}) ---"]
-        lines += [f"  ERROR: {error['message']}" for error in node["errors"]]
-        lines += [f"  {key}: {_short(value)}" for key, value in (node.get("output") or {}).items()]
-        if node_lines is not None:
-            lines += node_lines(node_id, node)
-        lines.append(f"  ({node['duration_ms']:.1f} ms, attempt {node.get('attempts') or 1})")
-    if result["skipped_nodes"]:
-        lines += ["", "Skipped:"]
-        lines += [f"  - {n}: {result['node_results'][n]['skip_reason']}" for n in result["skipped_nodes"]]
+    order = list(nodes or {}) or list(result["node_results"])
+    order += [n for n in result["node_results"] if n not in order]
+    for node_id in order:
+        node = result["node_results"].get(node_id)
+        node_type = node["node_type"] if node else (nodes or {}).get(node_id, "?")
+        lines += ["", *node_block(node_id, node_type, node, node_lines)]
     lines += extra or []
     lines.append("")
     status_line = STATUS_LINE.get(result["status"], unknown_status or result["status"])
-    if result["status"] == "failed" and result.get("error"):
+    if result["status"] == "failed" and result.get("error") and error_on_status_line:
         status_line += f": {result['error']}"
     lines.append(status_line)
     return "\n".join(lines)

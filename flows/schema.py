@@ -39,7 +39,41 @@ def definition_schema() -> dict[str, Any]:
         if "." in key:
             schema["$defs"][key] = _rebase_refs(schema["$defs"][key], key.split(".", 1)[0])
     node["allOf"] = rules
+    _describe_drivers(schema["$defs"])
+    for policy in ("on_start", "on_success", "on_failure"):  # each is a notify config
+        schema["properties"][policy]["items"] = {"$ref": "#/$defs/notify.Config"}
     return schema
+
+
+def _describe_drivers(defs: dict[str, Any]) -> None:
+    """Give `notify` configs (and each of `channels`) their driver's settings, keyed on `driver`.
+
+    The pydantic model takes driver settings as extra keys, so its own schema would allow
+    anything; here each driver's fields apply when `driver` names it (console when absent),
+    and any other key is refused (`unevaluatedProperties`).
+    """
+    from nodes.notify import DRIVERS, get_driver
+
+    rules = []
+    for name in sorted(DRIVERS):
+        driver_schema = get_driver(name).Config.model_json_schema(by_alias=True, mode="validation")
+        for key, value in driver_schema.pop("$defs", {}).items():
+            defs.setdefault(f"notify-{name}.{key}", _rebase_refs(value, f"notify-{name}"))
+        driver_schema = _rebase_refs(driver_schema, f"notify-{name}")
+        settings = {"properties": driver_schema.get("properties", {})}
+        if driver_schema.get("required"):
+            settings["required"] = driver_schema["required"]
+        defs[f"notify-{name}.Settings"] = {"description": driver_schema.get("description", ""), **settings}
+        when = {"properties": {"driver": {"const": name}}, "required": ["driver"]}
+        if name == "console":
+            when = {"anyOf": [when, {"not": {"required": ["driver"]}}]}
+        rules.append({"if": when, "then": {"$ref": f"#/$defs/notify-{name}.Settings"}})
+    for key in ("notify.Config", "notify.Channel"):
+        target = defs[key]
+        target.pop("additionalProperties", None)
+        target["properties"]["driver"]["enum"] = sorted(DRIVERS)
+        target["allOf"] = rules
+        target["unevaluatedProperties"] = False
 
 
 def _rebase_refs(value: Any, prefix: str) -> Any:

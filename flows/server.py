@@ -23,6 +23,21 @@ __all__ = ["LocalServer", "configured_api_url", "start_local_server"]
 
 STARTUP_TIMEOUT = 120.0
 
+# uvicorn that exits once the process that started it is gone: the server has a session of
+# its own (Ctrl-C on the terminal is the CLI's to handle), so no signal of the terminal's
+# would end it after a CLI killed before its atexit
+_WATCHED_UVICORN = """
+import os, runpy, sys, threading, time
+parent = int(sys.argv.pop(1))
+def watch():
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv[0] = "uvicorn"
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
+
 
 def configured_api_url() -> str | None:
     """PREFECT_API_URL from the environment or the active Prefect profile, without importing Prefect."""
@@ -61,8 +76,9 @@ class LocalServer:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "uvicorn",
+                "-c",
+                _WATCHED_UVICORN,
+                str(os.getpid()),
                 "--factory",
                 "prefect.server.api.server:create_app",
                 "--host",
@@ -78,6 +94,9 @@ class LocalServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # its own session: a Ctrl-C on the terminal reaches the CLI, which cancels its run
+            # and stops this server only once the cancellation is recorded
+            start_new_session=True,
         )
         atexit.register(self.stop)
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nodes.base import NodeContext
 from nodes.errors import ConfigError
-from nodes.jmes import compile_expression, search
+from nodes.jmes import compile_expression, search, truthy
 
 
 def _ids(value: str | list[str] | None) -> list[str]:
@@ -44,15 +44,10 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     except ValueError as exc:
         raise ConfigError(f"config.if: {exc}") from None
     then, otherwise = config.branches()
-    result = _truthy(value)
+    result = truthy(value)
     return {
         "result": result,
         "branch": "then" if result else "else",
         "taken": then if result else otherwise,
         "not_taken": otherwise if result else then,
     }
-
-
-def _truthy(value: Any) -> bool:
-    """JMESPath truthiness: false, null, empty string/list/object are false."""
-    return value not in (None, False, "", [], {})

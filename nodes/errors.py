@@ -1,6 +1,8 @@
 """Every error opsflow raises on purpose, in one tree.
 
     OpsflowError                  base: a message meant for a person, never a traceback
+    ├── UsageError                a request that cannot be met as asked: a name or id that
+    │                             does not exist, a run not waiting for an answer (exit 2)
     ├── DefinitionError           a definition that cannot be loaded or is invalid;
     │                             `.problems` lists each problem, naming the node
     └── NodeError                 a node failed; `.retryable` tells Prefect whether to retry
@@ -25,11 +27,16 @@ __all__ = [
     "OpsflowError",
     "ProviderError",
     "TemplateError",
+    "UsageError",
 ]
 
 
 class OpsflowError(Exception):
     """Base of every error opsflow raises on purpose."""
+
+
+class UsageError(OpsflowError):
+    """The request is wrong, not the system: the CLI exits 2, as for a usage mistake."""
 
 
 class DefinitionError(OpsflowError):

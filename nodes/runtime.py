@@ -85,7 +85,10 @@ def execute_node(
         resolved = getattr(module, "resolve_config", resolve)(config, node_ctx) if dynamic else config
         output = module.run(validate_config(node_type, resolved), node_ctx)
     except NodeError as exc:
-        exc.message = ctx.secrets.redact(f"node {node_id!r}: {exc.message}")
+        prefix = f"node {node_id!r}"
+        # a template error already names the node (and the field): say it once
+        message = exc.message if exc.message.startswith(f"{prefix} ") else f"{prefix}: {exc.message}"
+        exc.message = ctx.secrets.redact(message)
         exc.args = (exc.message,)
         exc.duration_ms = (time.perf_counter() - started) * 1000
         _drop_cause_with_secrets(exc, ctx)

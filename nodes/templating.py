@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from typing import Any
 
 from nodes.base import REDACTED, NodeContext, is_secret_setting
 from nodes.errors import TemplateError
+from nodes.sandbox import MAX_RENDERED_CHARS, check_template, render_template, template_ast
 
 __all__ = [
+    "MAX_RENDERED_CHARS",
     "REFERENCE",
+    "check_template",
     "has_dynamic",
     "mask_references",
     "referenced_names",
     "render_template",
     "resolve",
+    "template_ast",
 ]
 
 # ${NAME}, ${NAME:-default}, ${secret:NAME}
@@ -89,7 +92,12 @@ def _resolve_string(text: str, ctx: NodeContext, path: str) -> str:
 
         text = REFERENCE.sub(hold, text)
     if "{{" in text or "{%" in text:
-        text = render_template(text, ctx.data(), where=f"node {ctx.node_id!r} {path}")
+        try:
+            text = render_template(text, ctx.data(), where=f"node {ctx.node_id!r} {path}")
+        except TemplateError:
+            if not ctx.dry_run:
+                raise
+            # a dry run has no node outputs yet: the preview shows the template as written
     if refs:
         text = _PLACEHOLDER_RE.sub(lambda m: refs[int(m.group(1))], text)
     return text
@@ -115,79 +123,3 @@ def _lookup(match: re.Match[str], ctx: NodeContext, path: str) -> str:
     if kind == "secret" or is_secret_setting(name, value):
         ctx.secrets.add(value)
     return value
-
-
-@lru_cache(maxsize=512)
-def _compile(source: str, json_safe: bool = False):
-    from jinja2 import TemplateSyntaxError
-
-    try:
-        return _environment(json_safe).from_string(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
-
-
-class _JSON(str):
-    """Text `tojson` already encoded: the JSON-safe finalizer passes it through unchanged."""
-
-
-def _json_finalize(value: Any) -> Any:
-    """`{{ x }}` inside a JSON template: a string is escaped as JSON string content (the
-    template supplies the quotes), anything else is written as JSON. So a quote or a
-    newline in alert text cannot end a string and inject a field."""
-    import json
-
-    if isinstance(value, _JSON):
-        return value
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)[1:-1]
-    if value is None or isinstance(value, bool | int | float | list | dict):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    return json.dumps(str(value), ensure_ascii=False)[1:-1]
-
-
-@lru_cache(maxsize=2)
-def _environment(json_safe: bool = False):
-    from jinja2 import ChainableUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-
-    class Undefined(ChainableUndefined):
-        """Missing values render empty (a notification beats none), sandbox escapes raise."""
-
-        def __str__(self) -> str:
-            if self._undefined_exception is SecurityError:
-                self._fail_with_undefined_error()
-            return super().__str__()
-
-    finalize = _json_finalize if json_safe else None
-    env = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False, finalize=finalize)
-    env.filters["tojson"] = _tojson
-    return env
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    import json
-
-    return _JSON(json.dumps(value, indent=indent, default=str, ensure_ascii=False))
-
-
-def render_template(
-    source: str, data: dict[str, Any], where: str = "template", *, json_safe: bool = False
-) -> str:
-    """Render a Jinja2 template in the sandbox; errors name `where`.
-
-    `json_safe` is for templates of a JSON document: each `{{ }}` is JSON-encoded.
-    """
-    from jinja2 import TemplateError as JinjaError
-    from jinja2.sandbox import SecurityError
-
-    try:
-        return _compile(source, json_safe).render(**data)
-    except TemplateError as exc:
-        raise TemplateError(f"{where}: {exc.message}") from exc
-    except SecurityError as exc:
-        raise TemplateError(f"{where}: unsafe template refused: {exc}") from exc
-    except JinjaError as exc:
-        raise TemplateError(f"{where}: template error: {exc}") from exc
-    except Exception as exc:  # errors raised by expressions (e.g. 1/0) inside the template
-        raise TemplateError(f"{where}: template error: {type(exc).__name__}: {exc}") from exc

@@ -129,8 +129,8 @@ def sweep_definition(
                 "id": "notify",
                 "type": "notify",
                 "config": {
-                    "title": "{{ nodes.openai.summary or 'sweep' }}",
-                    "message": "{{ nodes.anthropic.probable_cause }}",
+                    "title": "{{ nodes.openai.summary | default('sweep', true) }}",
+                    "message": "{{ nodes.anthropic.probable_cause | default('') }}",
                     "channels": channels,
                 },
             },

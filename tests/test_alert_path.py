@@ -74,6 +74,6 @@ def test_incidents_command_lists_and_shows(store, httpserver: HTTPServer, monkey
     assert "firing    critical  7784fcd5d978e00f" in out
     assert 'Notification state: {"slack": {"channel": "C1", "ts": "1.2"}}' in out
     code, _, err = incidents("99")
-    assert code == 1 and err.strip() == "Incident not found: 99"
+    assert code == 2 and err.strip() == "Incident not found: 99"  # not found: exit 2, as every command
     code, _, err = incidents("--status", "closed")
-    assert code == 1 and "closed" in err
+    assert code == 2 and "closed" in err

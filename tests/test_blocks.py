@@ -313,3 +313,50 @@ def test_unreachable_api_is_one_clean_error(prefect_api):
         with pytest.raises(OpsflowError, match="cannot reach the Prefect API") as caught:
             load_block_definition("anything")
     assert not isinstance(caught.value, DefinitionError)
+
+
+TYPED_SLACK = "https://hooks.slack.com/services/T0BLOCK/B0BLOCK/blockTypedSecret3c4d5e"
+TYPED_PAGERDUTY = "R0utingKeyBlock1a2b3c4d5e6f7a8b"
+
+
+def with_typed_keys(name: str) -> dict:
+    raw = definition(name)
+    raw["nodes"][1]["config"] = {"driver": "slack", "webhook_url": TYPED_SLACK}
+    raw["on_failure"] = [
+        {"driver": "slack", "webhook_url": "${secret:ops-slack}"},
+        {"driver": "pagerduty", "routing_key": TYPED_PAGERDUTY},
+    ]
+    return raw
+
+
+def test_publish_refuses_keys_typed_in_naming_each_field_and_stores_nothing(prefect_api, defs_dir, name):
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.blocks import PipelineDefinitionBlock, publish
+
+    write(defs_dir, with_typed_keys(name))
+    with pytest.raises(OpsflowError) as caught:
+        publish(name)
+    message = str(caught.value)
+    assert message.startswith(f"Refusing to publish {name}: a key is typed in at ")
+    assert "node 'tell' config.webhook_url" in message and "on_failure[1].routing_key" in message
+    assert "on_failure[0]" not in message  # a reference is no key
+    assert "${secret:NAME}" in message and "\n" not in message
+    assert TYPED_SLACK not in message and TYPED_PAGERDUTY not in message and "T0BLOCK" not in message
+    with pytest.raises(ObjectNotFound):
+        read_document(name)
+    with pytest.raises(ValidationError, match="node 'tell' config.webhook_url"):
+        PipelineDefinitionBlock(definition=with_typed_keys(name))
+
+
+def test_publish_keeps_references_to_secret_blocks(prefect_api, defs_dir, name):
+    from flows.blocks import publish
+
+    raw = with_typed_keys(name)
+    raw["nodes"][1]["config"]["webhook_url"] = "${SLACK_WEBHOOK_URL}"
+    raw["on_failure"][1]["routing_key"] = "${secret:ops-pagerduty}"
+    write(defs_dir, raw)
+    assert publish(name) == (name, 1)
+    stored = read_document(name).data["definition"]
+    assert stored["on_failure"][1]["routing_key"] == "${secret:ops-pagerduty}"
+    assert stored["nodes"][1]["config"]["webhook_url"] == "${SLACK_WEBHOOK_URL}"

@@ -231,7 +231,7 @@ def test_run_json_and_text_against_the_session_server(cli_run, prefect_api, monk
     assert "▶ [1/2] transform pick … done in" in err
     code, out, err = cli_run("run", "--config", str(path), "--payload", '{"host": "web-02"}')
     assert code == 0
-    assert "PIPELINE RESULT" in out and "--- transform (pick) ---" in out
+    assert "PIPELINE RESULT" in out and "--- transform (pick) ---" in out and "Definition: two" not in out
     assert out.rstrip().endswith("✓ Pipeline completed successfully")
 
 
@@ -242,13 +242,13 @@ def test_failed_run_exits_1_with_message(cli_run, prefect_api, monkeypatch, tmp_
         json.dumps(
             {
                 "version": "1.0",
-                "nodes": [{"id": "t", "type": "transform", "config": {"source_node": "missing"}}],
+                "nodes": [{"id": "t", "type": "transform", "config": {"expression": "length(payload.n)"}}],
             }
         )
     )
     code, out, err = cli_run("run", "--config", str(path))
     assert code == 1
-    assert "Pipeline failed: node 't': config.source_node: node 'missing' has no output" in err
+    assert "Pipeline failed: node 't': JMESPath 'length(payload.n)' failed: In function length()" in err
     assert "✗ Pipeline failed" in out
 
 

@@ -144,7 +144,10 @@ def test_cycle_unreachable_and_skip_if_errors():
         )
     )
     assert "node 'b': cycle b → c → b" in found
-    assert "node 'island': unreachable from the entry node 'a'" in found
+    assert (
+        "node 'island': unreachable from the entry node 'a' "
+        "(it has no incoming edge; only the first node is an entry)"
+    ) in found
     found = problems(
         make(
             node("a", "transform", next=["b", "c"]),
@@ -227,3 +230,23 @@ def test_validating_500_nodes_reports_quickly_and_correctly():
     nodes = [node(f"n{i}", "transform", next=[f"n{i + 1}"] if i < 499 else None) for i in range(500)]
     pipeline = validate(make(*nodes))
     assert len(pipeline.nodes) == 500 and pipeline.predecessors["n499"] == ["n498"]
+
+
+def test_schema_describes_each_notify_driver_settings():
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(schema_text()))
+
+    def errors(config):
+        return [e.message for e in validator.iter_errors(make(node("n", "notify", config=config)))]
+
+    assert errors({"driver": "slack", "webhook_url": "${SLACK_WEBHOOK_URL}", "channel": "#ops"}) == []
+    assert errors({"driver": "slack", "webhok_url": "x"}) == [
+        "Unevaluated properties are not allowed ('webhok_url' was unexpected)"
+    ]
+    assert errors({"driver": "webhook"}) == ["'url' is a required property"]
+    assert errors({"title": "console is the default", "bogus": 1}) == [
+        "Unevaluated properties are not allowed ('bogus' was unexpected)"
+    ]
+    drivers = json.loads(schema_text())["$defs"]
+    assert "webhook_url" in drivers["notify-slack.Settings"]["properties"]

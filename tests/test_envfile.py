@@ -78,7 +78,7 @@ def test_file_errors(tmp_path):
     missing = tmp_path / "missing.env"
     with pytest.raises(OpsflowError, match=re.escape(f"Env file not found: {missing}")):
         parse_env_file(missing)
-    with pytest.raises(OpsflowError, match="^Env file not found"):
+    with pytest.raises(OpsflowError, match="^Env file is a directory"):
         parse_env_file(tmp_path)  # a directory
     binary = tmp_path / "binary.env"
     binary.write_bytes(b"A=1\n# note\nB=\xff" + SECRET.encode())

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import hmac
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,8 @@ def load(name: str) -> dict:
 
 
 def run_ingest(payload, config=None) -> dict:
-    ctx = NodeContext(run=RunInfo(trace_id="trace-1"), payload=payload)
+    """Each call is a run of its own, as each delivery is (one run's retries replay its first outcome)."""
+    ctx = NodeContext(run=RunInfo(trace_id=uuid.uuid4().hex), payload=payload)
     return execute_node("ingest", "ingest", config or {}, ctx)
 
 
@@ -59,6 +61,13 @@ def test_output_shape_and_repeat_delivery():
         "duplicate",
         "status",
         "severity",
+        # the seeds' flat counters (DESIGN.md)
+        "alerts_created",
+        "alerts_updated",
+        "alerts_resolved",
+        "incidents_created",
+        "incidents_updated",
+        "alert_fingerprint",
     }
     assert (out["format"], out["status"], out["severity"]) == ("alertmanager", "open", "critical")
     assert out["incident_id"] == out["incident"]["id"]

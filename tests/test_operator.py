@@ -102,11 +102,11 @@ def test_approval_timeout_decides_by_on_timeout(flow):
     assert state.is_completed()
 
 
-def test_approve_command_errors_are_clean():
+def test_approve_command_errors_are_clean(prefect_api):
     from flows.approval import answer_approval
-    from nodes.errors import OpsflowError
+    from nodes.errors import UsageError
 
-    with pytest.raises(OpsflowError, match="Not a flow run id: nope"):
+    with pytest.raises(UsageError, match="Flow run not found: nope"):
         answer_approval("nope", approve=True)
 
 

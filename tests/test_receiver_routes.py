@@ -90,3 +90,38 @@ def test_definition_detail_masks_keys_typed_into_a_config_and_keeps_references(
     assert nodes[0]["config"]["webhook_url"] == "***"
     assert nodes[1]["config"]["webhook_url"] == "${SLACK_WEBHOOK_URL}"  # a name, not a secret
     assert "typedInSecret7f3a9c" not in detail.text and "T0TYPED" not in detail.text
+
+
+def test_definition_detail_masks_keys_typed_into_pipeline_notifications(
+    deployments,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    from fastapi.testclient import TestClient
+
+    from deployments.receiver import create_app
+
+    slack = "https://hooks.slack.com/services/T0HOOK/B0HOOK/hookTypedSecret5d2e1b"
+    pagerduty = "R0utingKeyTypedIn9a8b7c6d5e4f"
+    definition = {
+        "name": "typed-hooks",
+        "version": "1.0",
+        "nodes": [{"id": "a", "type": "notify", "config": {"driver": "console"}}],
+        "on_start": [{"driver": "slack", "webhook_url": slack, "title": "started {{ run.definition }}"}],
+        "on_failure": [{"driver": "pagerduty", "routing_key": pagerduty}],
+        "on_success": [{"driver": "slack", "webhook_url": "${SLACK_WEBHOOK_URL}"}],
+    }
+    (tmp_path / "typed-hooks.json").write_text(json.dumps(definition))
+    monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
+    monkeypatch.delenv("OPSFLOW_RECEIVER_TOKEN", raising=False)
+    with TestClient(create_app(timeout=60)) as client:
+        detail = client.get("/definitions/typed-hooks")
+    assert detail.status_code == 200, detail.text
+    shown = detail.json()["definition"]
+    assert shown["on_start"] == [
+        {"driver": "slack", "webhook_url": "***", "title": "started {{ run.definition }}"}
+    ]
+    assert shown["on_failure"] == [{"driver": "pagerduty", "routing_key": "***"}]
+    assert shown["on_success"] == [{"driver": "slack", "webhook_url": "${SLACK_WEBHOOK_URL}"}]
+    assert "hookTypedSecret5d2e1b" not in detail.text and "T0HOOK" not in detail.text
+    assert pagerduty not in detail.text

@@ -75,6 +75,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
             "duplicate": False,
             "status": "ignored",
             "severity": None,
+            **seed_keys(dict(_ZERO), created=False, duplicate=False, alerts=[]),
             **parsed.extra,
         }
     alerts = dedupe(parsed.alerts)
@@ -86,7 +87,13 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
         _track_secret_url(url, ctx)
         truncated = parsed.extra.get("truncated_alerts", 0)
         result = store.ingest(
-            alerts, key=key, title=parsed.title, source=name, database_url=url, truncated_alerts=truncated
+            alerts,
+            key=key,
+            title=parsed.title,
+            source=name,
+            database_url=url,
+            truncated_alerts=truncated,
+            once=(ctx.run.trace_id, ctx.node_id, _digest(payload, key)),
         )
     else:
         result = _unstored(alerts, key, parsed.title, name, parsed.extra.get("truncated_alerts", 0))
@@ -102,7 +109,25 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
         "duplicate": result["duplicate"],
         "status": incident["status"],
         "severity": incident["severity"],
+        **seed_keys(
+            result["counts"], created=result["created"], duplicate=result["duplicate"], alerts=alerts
+        ),
         **parsed.extra,
+    }
+
+
+def seed_keys(
+    counts: dict[str, int], *, created: bool, duplicate: bool, alerts: list[dict]
+) -> dict[str, Any]:
+    """The seeds' flat counters, which the seeds' templates and result text read."""
+    stored = bool(counts.get("received"))
+    return {
+        "alerts_created": counts.get("new", 0),
+        "alerts_updated": counts.get("updated", 0),
+        "alerts_resolved": counts.get("resolved", 0),
+        "incidents_created": 1 if created else 0,
+        "incidents_updated": 1 if stored and not created and not duplicate else 0,
+        "alert_fingerprint": alerts[0].get("fingerprint") if alerts else None,
     }
 
 
@@ -156,6 +181,14 @@ def _unstored(
         "truncated_alerts": truncated,
     }
     return {"incident": incident, "counts": dict(_ZERO), "created": False, "duplicate": False}
+
+
+def _digest(payload: dict[str, Any], key: str) -> str:
+    """The delivery's identity: the same run seeing it again is a retry, not a repeat."""
+    import hashlib
+
+    canonical = json.dumps([key, payload], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _track_secret_url(url: str, ctx: NodeContext) -> None:

@@ -18,7 +18,16 @@ from typing import Any
 
 from nodes.ingest.db import errors, get_engine
 
-__all__ = ["claim", "forget", "forget_local", "recall", "recall_local", "remember"]
+__all__ = [
+    "claim",
+    "forget",
+    "forget_local",
+    "keep_outcome",
+    "outcome_in",
+    "recall",
+    "recall_local",
+    "remember",
+]
 
 _LOCAL_LIMIT = 4096
 _local: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
@@ -124,6 +133,28 @@ def forget(trace_id: str, *, database_url: str | None = None) -> None:
     engine = get_engine(database_url)
     with errors(engine, "forgetting a run"), engine.begin() as conn:
         conn.execute(delete(Mem).where(Mem.c.trace_id == trace_id))
+
+
+def outcome_in(conn, once: tuple[str, str, str]) -> dict[str, Any] | None:
+    """The outcome an earlier attempt kept for (trace id, node id, digest), read in `conn`'s transaction."""
+    from sqlalchemy import select
+
+    from nodes.ingest.schema import run_memory_table as Mem
+
+    trace_id, node_id, digest = once
+    query = select(Mem.c.record).where(
+        Mem.c.trace_id == trace_id, Mem.c.node_id == node_id, Mem.c.entry == f"ingest:{digest}"
+    )
+    row = conn.execute(query).first()
+    return row.record if row is not None else None
+
+
+def keep_outcome(conn, once: tuple[str, str, str], result: dict[str, Any], now: datetime) -> None:
+    """Keep an attempt's outcome in `conn`'s transaction, so it commits with what the attempt wrote."""
+
+    trace_id, node_id, digest = once
+    row = {"trace_id": trace_id, "node_id": node_id, "entry": f"ingest:{digest}", "record": result}
+    conn.execute(_insert_once(conn.dialect.name), {**row, "created_at": now})
 
 
 def _insert_once(dialect: str):

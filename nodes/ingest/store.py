@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nodes.errors import IngestError
+from nodes.ingest import run_memory
 from nodes.ingest.alert import common_labels, dedupe, worst_severity
 from nodes.ingest.db import database_url, dispose_engines, errors, get_engine
+from nodes.scrub import scrub_alert, scrub_payload
 
 __all__ = [
     "database_url",
@@ -52,8 +54,14 @@ def ingest(
     source: str,
     database_url: str | None = None,
     truncated_alerts: int = 0,
+    once: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
     """Record one delivery of a group's alerts; return the incident and what changed.
+
+    `once` is (trace id, node id, payload digest): the outcome is kept with the write, in
+    the same transaction, and an attempt of the same run that comes again (a retry after
+    a timeout, or of the whole flow run) gets that outcome back instead of ingesting the
+    same alerts a second time, which would read as a duplicate and silence the page.
 
     `truncated_alerts` is how many alerts the sender left out of this delivery (kept on
     the incident, the latest delivery's count).
@@ -68,7 +76,8 @@ def ingest(
     from nodes.ingest.schema import alerts_table, incidents_table
 
     engine = get_engine(database_url)
-    alerts = dedupe(alerts)
+    alerts = [scrub_alert(a) for a in dedupe(alerts)]  # kept without secret shapes, however they came
+    key, title = scrub_payload([key, title])[0]
     if not alerts:
         raise IngestError("nothing to ingest: the payload holds no alerts")
     key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -77,6 +86,8 @@ def ingest(
     A, Inc = alerts_table, incidents_table
     with errors(engine, "ingesting alerts"), engine.begin() as conn:
         _lock_group(conn, key_hash)
+        if once is not None and (earlier := run_memory.outcome_in(conn, once)) is not None:
+            return {**earlier, "replayed": True}
         incident, created = _claim_incident(conn, key, key_hash, title, source, all_resolved, now)
         stored = {
             row[0]: _alert_dict(row)
@@ -109,30 +120,33 @@ def ingest(
                 truncated_alerts=truncated_alerts or None,
             )
         )
-    before = {fp: a["status"] for fp, a in stored.items()}
-    new = [a for a in alerts if a["fingerprint"] not in before]
-    changed = [a for a in alerts if before.get(a["fingerprint"], a["status"]) != a["status"]]
-    counts = {
-        "received": len(alerts),
-        "new": len(new),
-        "updated": len(alerts) - len(new),
-        "resolved": sum(1 for a in changed if a["status"] == "resolved"),
-    }
-    state = {
-        **incident._asdict(),
-        "status": status,
-        "severity": severity,
-        "updated_at": now,
-        "resolved_at": resolved_at,
-        "truncated_alerts": truncated_alerts or None,
-    }
-    duplicate = not created and not new and not changed and incident.status == status
-    return {
-        "incident": _incident_dict(state, rows),
-        "created": created,
-        "counts": counts,
-        "duplicate": duplicate,
-    }
+        before = {fp: a["status"] for fp, a in stored.items()}
+        new = [a for a in alerts if a["fingerprint"] not in before]
+        changed = [a for a in alerts if before.get(a["fingerprint"], a["status"]) != a["status"]]
+        counts = {
+            "received": len(alerts),
+            "new": len(new),
+            "updated": len(alerts) - len(new),
+            "resolved": sum(1 for a in changed if a["status"] == "resolved"),
+        }
+        state = {
+            **incident._asdict(),
+            "status": status,
+            "severity": severity,
+            "updated_at": now,
+            "resolved_at": resolved_at,
+            "truncated_alerts": truncated_alerts or None,
+        }
+        duplicate = not created and not new and not changed and incident.status == status
+        result = {
+            "incident": _incident_dict(state, rows),
+            "created": created,
+            "counts": counts,
+            "duplicate": duplicate,
+        }
+        if once is not None:
+            run_memory.keep_outcome(conn, once, result, now)
+        return result
 
 
 def record_repeat(alerts: list[dict[str, Any]], *, key: str, database_url: str | None = None) -> int | None:
@@ -148,7 +162,7 @@ def record_repeat(alerts: list[dict[str, Any]], *, key: str, database_url: str |
     from nodes.ingest.schema import incidents_table as Inc
 
     engine = get_engine(database_url)
-    key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    key_hash = hashlib.sha256(scrub_payload(key)[0].encode("utf-8")).hexdigest()  # as ingest() keeps it
     now = datetime.now(UTC)
     with errors(engine, "recording a repeated delivery"), engine.begin() as conn:
         _lock_group(conn, key_hash)

@@ -51,6 +51,8 @@ def split_outputs(ctx: NodeContext) -> tuple[list, list, list]:
     """Earlier outputs by kind: (context snapshots, check results, everything else), as (id, output)."""
     contexts, checks, others = [], [], []
     for node_id, out in ctx.nodes.items():
+        if out is None:  # skipped or failed: nothing to show
+            continue
         if not isinstance(out, dict):
             others.append((node_id, out))
         elif isinstance(out.get("checks"), list) and "status" in out:

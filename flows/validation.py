@@ -1,0 +1,169 @@
+"""Validate a definition completely: every problem at once, each naming its node, none hiding another.
+
+A top-level mistake (no `version`, a wrong type) does not hide node config errors, and
+a duplicate id does not hide an unreachable node. Node configs are checked strictly
+(`"warning": "80"` is an error) and for what would fail or misfire at run time
+(flows.checks); values that are templates or `${...}` references are only known then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from flows.checks import config_problems, expression_problems
+from flows.definition import SCHEMA_VERSION, Definition, Node, Pipeline, canonical_hash
+from flows.graph import edges, order_problems
+from flows.limits import MAX_NODES, LimitError, check_value_depth
+from nodes import get_node_type
+from nodes.errors import DefinitionError
+from nodes.runtime import format_validation_error
+from nodes.templating import has_dynamic
+
+__all__ = ["validate_definition"]
+
+
+def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: str | None = None) -> Pipeline:
+    """Validate `raw`; raise DefinitionError listing every problem."""
+    _check_limits(raw)
+    problems: list[str] = []
+    try:
+        definition, complete = Definition.model_validate(raw), True
+    except ValidationError as exc:
+        problems.extend(_structure_problems(exc, raw))
+        definition, complete = _salvage(raw)
+    nodes = definition.nodes if definition is not None else []
+    ids = {node.id for node in nodes} | _raw_ids(raw)
+    seen: set[str] = set()
+    for node in nodes:
+        if node.id in seen:
+            problems.append(f"node {node.id!r}: duplicate id")
+        seen.add(node.id)
+    for node in nodes:
+        problems.extend(_node_problems(node, ids))
+    for policy, configs in _policies(raw).items():
+        for index, config in enumerate(configs):
+            problems.extend(_policy_problems(f"{policy}[{index}]", config, ids))
+    if definition is None or not complete:
+        raise DefinitionError(list(dict.fromkeys(problems)))
+    successors, graph_problems = edges(definition, seen)
+    problems.extend(graph_problems)
+    pipeline = Pipeline(
+        definition=definition,
+        name=name or definition.name or "inline",
+        definition_version=f"{definition.version}+{canonical_hash(raw)}",
+        source=source,
+        raw=raw,
+        successors=successors,
+        predecessors={node_id: [] for node_id in successors},
+    )
+    for node_id, targets in successors.items():
+        for target in targets:
+            pipeline.predecessors[target].append(node_id)
+    problems.extend(order_problems(pipeline))
+    if problems:
+        raise DefinitionError(list(dict.fromkeys(problems)))
+    return pipeline
+
+
+def _check_limits(raw: dict[str, Any]) -> None:
+    """Refuse, before any model sees it, a definition too deep or with too many nodes."""
+    try:
+        check_value_depth(raw, "definition")
+    except LimitError as exc:
+        raise DefinitionError(str(exc)) from None
+    nodes = raw.get("nodes")
+    if isinstance(nodes, list) and len(nodes) > MAX_NODES:
+        raise DefinitionError(f"nodes: {len(nodes)} nodes, over {MAX_NODES} (the limit)")
+
+
+def _salvage(raw: dict[str, Any]) -> tuple[Definition | None, bool]:
+    """The nodes that are valid on their own when the definition as a whole is not, and
+    whether that is all of them: only then is the graph checked (a missing node would
+    make the edges to it look wrong).
+    """
+    items = raw.get("nodes")
+    if not isinstance(items, list) or not items:
+        return None, False
+    nodes = []
+    for item in items:
+        try:
+            nodes.append(Node.model_validate(item))
+        except ValidationError:
+            pass
+    if not nodes:
+        return None, False
+    return Definition.model_construct(version=SCHEMA_VERSION, nodes=nodes, name=None), len(nodes) == len(
+        items
+    )
+
+
+def _raw_ids(raw: dict[str, Any]) -> set[str]:
+    items = raw.get("nodes")
+    return (
+        {n["id"] for n in items if isinstance(n, dict) and isinstance(n.get("id"), str)}
+        if isinstance(items, list)
+        else set()
+    )
+
+
+def _policies(raw: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    found = {}
+    for key in ("on_start", "on_success", "on_failure"):
+        value = raw.get(key)
+        if isinstance(value, list):
+            found[key] = [v for v in value if isinstance(v, dict)]
+    return found
+
+
+def _structure_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
+    problems = []
+    nodes = raw.get("nodes") if isinstance(raw.get("nodes"), list) else []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
+            index = loc[1]
+            node = nodes[index] if index < len(nodes) else None
+            node_id = node.get("id") if isinstance(node, dict) else None
+            where = f"node {node_id!r}" if isinstance(node_id, str) else f"node #{index + 1}"
+            field_path = ".".join(str(p) for p in loc[2:])
+            problems.append(f"{where}: {field_path + ': ' if field_path else ''}{err['msg']}")
+        elif loc == ["version"] and err["type"] == "missing":
+            problems.append('version: missing (add "version": "1.0")')
+        else:
+            path = ".".join(str(p) for p in loc) or "definition"
+            problems.append(f"{path}: {err['msg']}")
+    return problems
+
+
+def _node_problems(node: Node, ids: set[str] | None) -> list[str]:
+    where = f"node {node.id!r}"
+    problems = []
+    try:
+        module = get_node_type(node.type)
+    except DefinitionError as exc:
+        return [f"{where}: {exc}"]
+    try:
+        # strict: a number or a flag written as a string is reported, not coerced
+        module.Config.model_validate(node.config, strict=True)
+    except ValidationError as exc:
+        # a value that is a template or a reference is only known at run time
+        errors = [e for e in exc.errors(include_url=False) if not _is_dynamic_input(e.get("input"))]
+        if errors:
+            lines = format_validation_error(ValidationError.from_exception_data(exc.title, errors))
+            problems.extend(f"{where}: {line}" for line in lines)
+    problems.extend(f"{where}: {p}" for p in config_problems(node.type, node.config, ids))
+    if node.when is not None:
+        problems.extend(f"{where}: when: {p}" for p in expression_problems(node.when, ids))
+    return problems
+
+
+def _policy_problems(where: str, config: dict[str, Any], ids: set[str]) -> list[str]:
+    """A pipeline-level notification is a notify node config: validate it as one."""
+    probe = Node(id="policy", type="notify", config=config)
+    return [p.replace("node 'policy'", where, 1) for p in _node_problems(probe, ids)]
+
+
+def _is_dynamic_input(value: Any) -> bool:
+    return isinstance(value, str) and has_dynamic(value)
