@@ -181,10 +181,9 @@ def cause(alert: dict[str, Any], query: dict[str, Any] | None = None) -> str:
     text = next(c for n, _, c, _ in CATEGORIES if n == found).format(
         where=_where(alert), mount=f" {mount}" if mount else ""
     )
-    said = f"as the alert's own condition says{condition}; " + (
-        f"Prometheus: {seen}" if seen else "not yet confirmed by metrics"
-    )
-    return f"{text[0].upper()}{text[1:]}, {said}."
+    holds = f"the alert's condition `{expr}` holds" if expr else "the alert says so"
+    said = f"{holds}; " + (f"Prometheus: {seen}" if seen else "no metrics of the target confirm it yet")
+    return f"{text[0].upper()}{text[1:]}: {said}."
 
 
 def recommendations(alert: dict[str, Any], priority: str) -> list[dict[str, str]]:
