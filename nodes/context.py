@@ -1,4 +1,8 @@
-"""`context` node: a snapshot of the host (cpu, memory, disk, load, processes, network) via psutil."""
+"""`context` node: a snapshot of the host (cpu, memory, disk, load, processes, network) via psutil.
+
+psutil sees only the machine opsflow runs on (the orchestrator host). For an alert about
+another target it says nothing about that target, so by default it is not collected then.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from nodes.base import NodeContext
 from nodes.errors import ConfigError
@@ -27,12 +31,43 @@ class Config(BaseModel):
         default=5, ge=0, le=100, description="How many processes to list, by memory, in `processes`."
     )
     per_cpu: bool = Field(default=False, description="Also report each CPU's percentage.")
+    other_targets: Literal["skip", "collect"] = Field(
+        default="skip",
+        description=(
+            "For alerts about other hosts: `skip` collects nothing (psutil would "
+            "describe the opsflow host, not the target); `collect` collects it labelled as that host."
+        ),
+    )
     cpu_interval: float = Field(
         default=0.1,
         ge=0,
         le=5,
         description="Seconds to sample CPU usage over (0 compares with the previous call).",
     )
+    prometheus_url: str | None = Field(
+        default=None,
+        description=(
+            "Prometheus base URL for the alert's own expression (`prometheus` source); default: "
+            "PROMETHEUS_URL. Only this server is queried; nothing is queried when neither is set."
+        ),
+    )
+    prometheus_token: SecretStr | None = Field(default=None, description="Bearer token for Prometheus.")
+    prometheus_username: str | None = Field(default=None, description="Basic auth user for Prometheus.")
+    prometheus_password: SecretStr | None = Field(default=None, description="Basic auth password.")
+    lookback_minutes: int = Field(
+        default=30, ge=1, le=360, description="Minutes of the expression's history before the alert fired."
+    )
+    prometheus_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Per-query timeout for Prometheus, in seconds."
+    )
+    alertmanager_url: str | None = Field(
+        default=None,
+        description=(
+            "Alertmanager base URL (`alertmanager` source: other alerts of the same target, matching "
+            "silences); default: ALERTMANAGER_URL. Nothing is asked when neither is set."
+        ),
+    )
+    alertmanager_token: SecretStr | None = Field(default=None, description="Bearer token for Alertmanager.")
 
 
 def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
@@ -46,14 +81,83 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
         "network": _network,
         "load": _load,
     }
+    hostname = socket.gethostname()
+    elsewhere = alert_targets_elsewhere(ctx.incident, hostname)
+    target = {**_prometheus(config, ctx), **_alertmanager(config, ctx)}
+    if elsewhere and config.other_targets == "skip":
+        return {
+            "hostname": hostname,
+            "scope": "orchestrator",
+            "collected": False,
+            "skipped_reason": (
+                f"the alert is about {', '.join(elsewhere[:5])}, not this host ({hostname}): "
+                "psutil describes only the host opsflow runs on"
+            ),
+            **target,
+        }
     output: dict[str, Any] = {
-        "hostname": socket.gethostname(),
+        "hostname": hostname,
+        "scope": "orchestrator",  # the machine opsflow runs on, never the alert's target
         "collected_at": datetime.now(UTC).isoformat(),
         "boot_time": datetime.fromtimestamp(psutil.boot_time(), UTC).isoformat(),
     }
+    if elsewhere:
+        output["not_the_alert_target"] = True
     for name in dict.fromkeys(config.include):
         output[name] = collectors[name](psutil, config)
-    return output
+    return {**output, **target}
+
+
+def _prometheus(config: Config, ctx: NodeContext) -> dict[str, Any]:
+    """`{"prometheus": ...}` for an alert run when a Prometheus URL is set, else nothing."""
+    url = config.prometheus_url or os.environ.get("PROMETHEUS_URL")
+    if not url or not ctx.incident:
+        return {}
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"config.prometheus_url: expected an http(s) URL, got {url[:40]!r}")
+    from nodes.prometheus import query_alerts
+
+    headers, auth = {}, None
+    if config.prometheus_token is not None:
+        token = config.prometheus_token.get_secret_value()
+        ctx.secrets.add(token)
+        headers["Authorization"] = f"Bearer {token}"
+    if config.prometheus_username and config.prometheus_password is not None:
+        ctx.secrets.add(config.prometheus_password.get_secret_value())
+        auth = (config.prometheus_username, config.prometheus_password.get_secret_value())
+    record = query_alerts(
+        ctx.incident,
+        url,
+        headers=headers,
+        auth=auth,
+        lookback_minutes=config.lookback_minutes,
+        timeout=ctx.time_left(config.prometheus_timeout_seconds),
+    )
+    return {"prometheus": record}
+
+
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def alert_targets_elsewhere(incident: dict[str, Any] | None, hostname: str | None = None) -> list[str]:
+    """The alert targets that are not this host; empty when there is no alert or one is about here.
+
+    An alert that names no target at all counts as elsewhere: nothing says it is about this host.
+    """
+    if not incident:
+        return []
+    hostname = (hostname or socket.gethostname()).lower()
+    here = {hostname, hostname.split(".")[0], *_LOCAL_NAMES}
+    targets = []
+    for alert in incident.get("alerts") or []:
+        labels = alert.get("labels") or {}
+        name = next((labels[k] for k in ("instance", "host", "hostname", "node") if labels.get(k)), None)
+        name = str(name or alert.get("host") or "")
+        bare = name.lower().rsplit(":", 1)[0] if name.count(":") == 1 else name.lower()
+        if bare and (bare in here or bare.split(".")[0] in here):
+            return []
+        targets.append(name or "an unnamed target")
+    return list(dict.fromkeys(targets))
 
 
 def _cpu(psutil, config: Config) -> dict[str, Any]:
@@ -141,3 +245,21 @@ def _network(psutil, config: Config) -> dict[str, Any]:
         "dropout": counters.dropout,
         "sampled_at": time.time(),
     }
+
+
+def _alertmanager(config: Config, ctx: NodeContext) -> dict[str, Any]:
+    """`{"alertmanager": ...}` for an alert run when an Alertmanager URL is set, else nothing."""
+    url = config.alertmanager_url or os.environ.get("ALERTMANAGER_URL")
+    if not url or not ctx.incident:
+        return {}
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"config.alertmanager_url: expected an http(s) URL, got {url[:40]!r}")
+    from nodes.alertmanager_source import around
+
+    headers = {}
+    if config.alertmanager_token is not None:
+        token = config.alertmanager_token.get_secret_value()
+        ctx.secrets.add(token)
+        headers["Authorization"] = f"Bearer {token}"
+    timeout = ctx.time_left(config.prometheus_timeout_seconds)
+    return {"alertmanager": around(ctx.incident, url, headers=headers, timeout=timeout)}

@@ -80,11 +80,11 @@ def _check_replace(text: Any, old: Any, new: Any, count: Any = -1) -> None:
 
 
 @lru_cache(maxsize=512)
-def _compile(source: str):
+def _compile(source: str, json_safe: bool = False):
     from jinja2 import TemplateSyntaxError
 
     try:
-        return _environment().from_string(source)
+        return _environment(json_safe).from_string(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
 
@@ -103,8 +103,24 @@ def template_ast(source: str):
     return _environment().parse(source)
 
 
-@lru_cache(maxsize=1)
-def _environment():
+class _JSON(str):
+    """Text `tojson` already encoded: the JSON-safe finalizer passes it through unchanged."""
+
+
+def _json_safe(value: Any) -> Any:
+    """`{{ x }}` in a JSON template: a string as JSON string content (the template supplies
+    the quotes), anything else as JSON, so a quote in alert text cannot inject a field."""
+    if isinstance(value, _JSON):
+        return value
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)[1:-1]
+    if value is None or isinstance(value, bool | int | float | list | tuple | dict):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)[1:-1]
+
+
+@lru_cache(maxsize=2)
+def _environment(json_safe: bool = False):
     from jinja2 import ChainableUndefined, UndefinedError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -183,7 +199,12 @@ def _environment():
             raise TemplateError(f"{getattr(value, '__name__', 'a callable')!r} is a function, not a value")
         return value
 
-    env = Environment(undefined=StrictUndefined, autoescape=False, finalize=finalize)
+    def finalize_json(value: Any) -> Any:
+        return _json_safe(finalize(value) if not isinstance(value, (dict, list, tuple)) else value)
+
+    env = Environment(
+        undefined=StrictUndefined, autoescape=False, finalize=finalize_json if json_safe else finalize
+    )
     env.filters["tojson"] = _tojson
     _guard_filters(env.filters)
     return env
@@ -230,13 +251,16 @@ def _guard_filters(filters: dict[str, Any]) -> None:
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, indent=indent, default=str, ensure_ascii=False)
+    return _JSON(json.dumps(value, indent=indent, default=str, ensure_ascii=False))
 
 
-def render_template(source: str, data: dict[str, Any], where: str = "template") -> str:
+def render_template(
+    source: str, data: dict[str, Any], where: str = "template", *, json_safe: bool = False
+) -> str:
     """Render a Jinja2 template in the sandbox, strictly and at most MAX_RENDERED_CHARS long.
 
     Errors name `where` (the node and field) and, for an undefined value, its path.
+    `json_safe` is for templates of a JSON document: each `{{ }}` is JSON-encoded.
     """
     from jinja2 import TemplateError as JinjaError
     from jinja2 import UndefinedError
@@ -245,7 +269,7 @@ def render_template(source: str, data: dict[str, Any], where: str = "template") 
     try:
         parts: list[str] = []
         size = 0
-        for part in _compile(source).generate(**data):
+        for part in _compile(source, json_safe).generate(**data):
             size += len(part)
             _too_big(size)
             parts.append(part)

@@ -32,6 +32,7 @@ def test_resolve_replies_in_the_thread_the_firing_alert_started(store, httpserve
     httpserver.expect_request("/api/chat.postMessage").respond_with_json(
         {"ok": True, "channel": "C024BE91L", "ts": "1700000000.000100"}
     )
+    httpserver.expect_request("/api/chat.update").respond_with_json({"ok": True, "ts": "1700000000.000100"})
     fired = run_alert(sample_payload(), httpserver.url_for("/api"))
     assert fired["incident_state"] == {"slack": {"ts": "1700000000.000100", "channel": "C024BE91L"}}
 
@@ -41,7 +42,10 @@ def test_resolve_replies_in_the_thread_the_firing_alert_started(store, httpserve
         alert["status"] = "resolved"
     run_alert(resolved_payload, httpserver.url_for("/api"))
 
-    first, second = (json.loads(request.data) for request, _ in httpserver.log)
+    posts = [json.loads(r.data) for r, _ in httpserver.log if r.path == "/api/chat.postMessage"]
+    first, second = posts
+    (update,) = [json.loads(r.data) for r, _ in httpserver.log if r.path == "/api/chat.update"]
+    assert update["ts"] == "1700000000.000100" and update["text"].startswith("RESOLVED:")
     assert "thread_ts" not in first
     assert second["thread_ts"] == "1700000000.000100" and second["channel"] == "C024BE91L"
     assert second["text"].startswith("RESOLVED:")

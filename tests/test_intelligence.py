@@ -146,7 +146,7 @@ LOCAL_CASES = [
         incident([INSTANCE_DOWN]),
         "critical",
         ["InstanceDown", "instance=localhost:8081", "job=node", "node_exporter not responding"],
-        "Follow the runbook",
+        "Follow the runbook for InstanceDown",
     ),
     (
         "resolved incident",
@@ -165,9 +165,9 @@ LOCAL_CASES = [
         "Investigate api",
     ),
     (
-        "warning alert outranked by critical disk",
+        "warning alert about this host outranked by its critical disk",
         {"m": host(disk=99.0)},
-        incident([alert("SlowRequests", severity="warning")]),
+        incident([alert("SlowRequests", severity="warning", labels={"instance": "web-1:9100"})]),
         "critical",
         ["Disk /", "Also: SlowRequests"],
         "Free space on /",

@@ -189,6 +189,7 @@ def test_slack_api_posts_then_threads_the_resolve(sink):
     sink.expect_request(
         "/api/chat.postMessage", headers={"Authorization": f"Bearer {SECRET}"}
     ).respond_with_json(ok)
+    sink.expect_request("/api/chat.update").respond_with_json({"ok": True, "ts": ok["ts"]})
     config = {"driver": "slack", "token": SECRET, "channel": "#ops", "api_url": sink.url_for("/api")}
     fired = run_node(config, make_ctx(incident=incident()))
     state = fired["deliveries"][0]["incident_state"]
@@ -197,8 +198,10 @@ def test_slack_api_posts_then_threads_the_resolve(sink):
     assert "thread_ts" not in bodies(sink)[0]
 
     resolved = run_node(config, make_ctx(incident=incident("resolved", state=state)))
-    body = bodies(sink)[1]
+    body, update = bodies(sink)[1:]
     assert body["thread_ts"] == ok["ts"] and body["channel"] == ok["channel"]
+    assert update["ts"] == ok["ts"] and update["text"].startswith("RESOLVED: HighMemory")
+    assert resolved["deliveries"][0]["root_updated"] is True
     assert body["text"].startswith("RESOLVED: HighMemory")
     assert resolved["incident_state"]["slack"]["ts"] == ok["ts"]  # the thread root is kept
     assert SECRET not in json.dumps(fired) + json.dumps(resolved)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodes.base import NodeContext
+from nodes.context import alert_targets_elsewhere
+from nodes.intelligence import alerts as alert_rules
 from nodes.intelligence.prompt import split_outputs
 
 __all__ = ["THRESHOLDS", "Finding", "findings"]
@@ -35,8 +37,18 @@ def findings(ctx: NodeContext) -> list[Finding]:
     contexts, checks, _ = split_outputs(ctx)
     found: list[Finding] = []
     if ctx.incident:
-        found.extend(_incident(ctx.incident))
+        found.extend(_incident(ctx.incident, alert_rules.queries_by_expr(ctx.nodes)))
+        also, hushed = alert_rules.neighbours(ctx.nodes)
+        signals = alert_rules.target_signals(ctx.nodes)
+        seen = (f"target now: {signals}" if signals else None, also, hushed)
+        if found and any(seen):  # the target's own state and other troubles (Prometheus, Alertmanager)
+            extra = " ".join(f"{t[0].upper()}{t[1:]}." for t in seen if t)
+            found[0].summary = f"{found[0].summary} {extra}"
     for _node_id, out in contexts:
+        # psutil measured the opsflow host: for an alert about another target, its
+        # numbers are not the target's and are never given as the cause
+        if out.get("not_the_alert_target") or alert_targets_elsewhere(ctx.incident, out.get("hostname")):
+            continue
         found.extend(_host(out))
     seen = {f.key for f in found}
     for node_id, out in checks:
@@ -162,7 +174,7 @@ def _check(node_id: str, check: dict[str, Any]) -> Finding | None:
     )
 
 
-def _incident(incident: dict[str, Any]) -> list[Finding]:
+def _incident(incident: dict[str, Any], queries: dict[str, dict] | None = None) -> list[Finding]:
     title = incident.get("title") or "untitled incident"
     if incident.get("status") == "resolved":
         return [
@@ -194,17 +206,11 @@ def _incident(incident: dict[str, Any]) -> list[Finding]:
             f" ({where})" if where else ""
         )
         summary += f": {detail}" if detail else ""
-        cause = notes.get("summary") or detail or f"{alert.get('title')} is firing."
-        recs = []
-        if notes.get("runbook_url"):
-            recs.append(_rec("Follow the runbook", str(notes["runbook_url"]), severity))
-        recs.append(
-            _rec(
-                f"Investigate {alert.get('title') or 'the alert'}" + (f" on {where}" if where else ""),
-                f"Source: {alert.get('source') or 'alert'}; started {alert.get('starts_at') or 'n/a'}.",
-                severity,
-            )
-        )
+        query = (queries or {}).get(alert_rules.alert_expr(alert) or "")
+        if query and (seen := alert_rules.measured(query)):
+            summary = f"{summary.rstrip('.')}. Prometheus: {seen}"
+        cause = alert_rules.cause(alert, query)
+        recs = alert_rules.recommendations(alert, _PRIORITY[severity])
         key = f"alert:{alert.get('fingerprint') or summary}"
         found.append(Finding(key, severity, summary.rstrip(".") + ".", cause, recs))
     if len(found) > 3:  # one line for the tail, so a storm of alerts stays readable

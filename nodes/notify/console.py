@@ -21,8 +21,17 @@ class Config(BaseModel):
     stream: str = Field(default="stdout", description="`stdout` or `stderr`.", pattern="^std(out|err)$")
 
 
+_SHOWN = ("target", "labels", "value", "target now", "also firing", "silenced", "environment")
+
+
 def format_message(message: Message) -> str:
-    return f"[{message.severity.upper()}] {message.title}\n{message.text}"
+    """`[WARNING (assessed: critical)] title`, the text, the target's facts, then the links."""
+    head = message.severity_line if not message.resolved else message.severity.upper()
+    lines = [f"[{head}] {message.title}", message.text]
+    lines += [f"- {line}" for line in message.alert_lines]
+    lines += [f"{name}: {message.fields[name]}" for name in _SHOWN if message.fields.get(name)]
+    lines += [f"{link['title']}: {link['url']}" for link in message.links]
+    return "\n".join(lines)
 
 
 def preview(config: Config, message: Message) -> dict[str, Any]:

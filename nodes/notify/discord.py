@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from nodes.base import REDACTED, NodeContext
 from nodes.notify._http import check_status, delivered, request, secret_or_env, target
+from nodes.notify.escape import markdown as md
 from nodes.notify.message import SEVERITY_COLOURS, Message, truncate
 
 if TYPE_CHECKING:
@@ -33,12 +34,12 @@ def build_payload(config: Config, message: Message) -> dict[str, Any]:
     """Discord's limits: title 256, description 4096, 25 fields of 1024, 6000 characters in all."""
     key = "resolved" if message.resolved else message.level
     fields = [
-        {"name": truncate(k, 256), "value": truncate(str(v), 200), "inline": True}
+        {"name": truncate(k, 256), "value": truncate(md(v), 200), "inline": True}
         for k, v in message.fields.items()
         if v
     ]
     fields += [
-        {"name": truncate(link["title"], 100), "value": truncate(link["url"], 400), "inline": False}
+        {"name": truncate(md(link["title"]), 100), "value": truncate(link["url"], 400), "inline": False}
         for link in message.links
     ]
     fields = fields[:15]
@@ -46,15 +47,24 @@ def build_payload(config: Config, message: Message) -> dict[str, Any]:
     used = len(title) + sum(len(f["name"]) + len(f["value"]) for f in fields)
     embed: dict[str, Any] = {
         "title": title,
-        "description": truncate(message.text, max(200, min(4096, 5900 - used))),
+        "description": truncate(_description(message), max(200, min(4096, 5900 - used))),
         "color": int(SEVERITY_COLOURS[key].lstrip("#"), 16),
     }
     if fields:
         embed["fields"] = fields
-    payload: dict[str, Any] = {"content": "", "embeds": [embed]}
+    # no mention in alert text may ping anyone, whatever escaping misses
+    payload: dict[str, Any] = {"content": "", "embeds": [embed], "allowed_mentions": {"parse": []}}
     if config.username:
         payload["username"] = config.username
     return payload
+
+
+def _description(message: Message) -> str:
+    head = f"**{md(message.severity_line)}**" + (
+        f" · target **{md(message.target)}**" if message.target else ""
+    )
+    quote = f"> {md(message.quote)}\n" if message.quote else ""  # a webhook cannot reply: quote the page
+    return f"{quote}{head}\n{md(message.text)}"
 
 
 def preview(config: Config, message: Message) -> dict[str, Any]:

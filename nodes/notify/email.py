@@ -116,7 +116,7 @@ def build_email(config: Config, message: Message, sender: str):
 
 def _html(message: Message, text: str) -> str:
     esc = html.escape
-    parts = [f"<h2>{esc(message.title)}</h2>", f"<p><b>Severity:</b> {esc(message.severity)}</p>"]
+    parts = [f"<h2>{esc(message.title)}</h2>", f"<p><b>Severity:</b> {esc(message.severity_line)}</p>"]
     parts.append("<pre style='white-space:pre-wrap'>" + esc(text) + "</pre>")
     if message.links:
         items = "".join(f"<li><a href='{esc(x['url'])}'>{esc(x['title'])}</a></li>" for x in message.links)

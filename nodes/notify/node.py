@@ -67,6 +67,13 @@ class Config(Channel):
     channels: list[Channel] | None = Field(
         default=None, description="Deliver to each of these instead of the node's own driver."
     )
+    severity_from_analysis: bool = Field(
+        default=False,
+        description=(
+            "Route at the analysis's severity instead of the alert's own. Off by default: the "
+            "source's severity is routed and the analysis's view is only shown as `assessed`."
+        ),
+    )
 
     def targets(self) -> list[Channel]:
         return list(self.channels) if self.channels else [self]
@@ -93,6 +100,7 @@ def message_for(config: Config, target: Channel, ctx: NodeContext) -> Message:
         title=target.title or config.title,
         message=target.message or config.message,
         severity=target.severity or config.severity,
+        severity_from_analysis=config.severity_from_analysis,
     )
 
 

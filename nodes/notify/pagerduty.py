@@ -56,6 +56,8 @@ def build_event(config: Config, message: Message, routing_key: str) -> dict[str,
     if message.resolved:
         return {"routing_key": routing_key, "dedup_key": key, "event_action": "resolve"}
     details: dict[str, Any] = {"text": truncate(message.text, 4000), **message.fields}
+    if message.assessed_severity:  # shown, never routed: `severity` stays the alert's own
+        details["assessed_severity"] = message.assessed_severity
     if message.probable_cause:
         details["probable_cause"] = message.probable_cause
     if message.recommendations:

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from nodes.base import REDACTED, NodeContext
-from nodes.errors import ConfigError, DeliveryError
+from nodes.errors import ConfigError, DeliveryError, NodeError
 from nodes.notify._http import check_status, delivered, request, target
+from nodes.notify.escape import slack as esc
+from nodes.notify.escape import slack_link
 from nodes.notify.message import SEVERITY_COLOURS, SEVERITY_EMOJI, Message, truncate
 
 if TYPE_CHECKING:
@@ -58,31 +60,37 @@ def _mode(config: Config) -> tuple[str, str | None]:
 
 
 def build_payload(message: Message, channel: str | None = None, thread_ts: str | None = None) -> dict:
-    """`text` fallback for notifications plus Block Kit blocks; the colour bar is an attachment."""
+    """`text` fallback for notifications plus Block Kit blocks; the colour bar is an attachment.
+
+    Every piece of alert or analysis text is escaped for mrkdwn: it is data, not markup.
+    """
     key = "resolved" if message.resolved else message.level
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": truncate(message.title, 150)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{SEVERITY_EMOJI[key]} *{key.upper()}*"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _severity_text(message, key)}},
     ]
     body = message.summary or message.text
     if body:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(body, 3000)}})
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(esc(body), 3000)}})
+    if message.alert_lines:
+        group = "*Alerts*\n" + "\n".join(f"• {esc(line)}" for line in message.alert_lines)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(group, 3000)}})
     if message.probable_cause:
-        cause = truncate(f"*Probable cause:* {message.probable_cause}", 3000)
+        cause = truncate(f"*Probable cause:* {esc(message.probable_cause)}", 3000)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cause}})
     if message.recommendations:
         lines = [
-            f"• *{r.get('title', '')}* ({r.get('priority', '-')}): {r.get('description', '')}"
+            f"• *{esc(r.get('title', ''))}* ({esc(r.get('priority', '-'))}): {esc(r.get('description', ''))}"
             for r in message.recommendations[:10]
         ]
         recs = truncate("*Recommendations*\n" + "\n".join(lines), 3000)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": recs}})
     if message.links:
-        links = " | ".join(f"<{link['url']}|{link['title']}>" for link in message.links)
+        links = " | ".join(slack_link(link["url"], link["title"]) for link in message.links)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(links, 2000)}]})
-    facts = [f"*{k}:* {v}" for k, v in message.fields.items() if v][:10]
+    facts = [f"*{esc(k)}:* {esc(v)}" for k, v in message.fields.items() if v][:10]
     payload: dict[str, Any] = {
-        "text": truncate(f"{message.title}\n{message.text}", 3000),
+        "text": truncate(esc(f"{message.title}\n{message.text}"), 3000),
         "blocks": blocks,
         "attachments": [{"color": SEVERITY_COLOURS[key], "fallback": truncate(message.title, 150)}],
     }
@@ -95,6 +103,14 @@ def build_payload(message: Message, channel: str | None = None, thread_ts: str |
     if thread_ts:
         payload["thread_ts"] = thread_ts
     return payload
+
+
+def _severity_text(message: Message, key: str) -> str:
+    """`:warning: *WARNING* (assessed: critical)`, and the target the alert is about."""
+    line = f"{SEVERITY_EMOJI[key]} *{esc(message.severity_line)}*"
+    if message.target:
+        line += f"  ·  target *{esc(message.target)}*"
+    return line
 
 
 def _thread(message: Message) -> tuple[str | None, str | None]:
@@ -168,6 +184,9 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
         )
     posted_channel = data.get("channel") or channel
     root = ts or data.get("ts")
+    extra: dict[str, Any] = {}
+    if ts and (message.resolved or message.partial):
+        extra = _update_root(config, message, ctx, client, secret, posted_channel, ts)
     return delivered(
         "slack",
         response,
@@ -176,4 +195,35 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
         channel=posted_channel,
         thread_ts=ts,
         incident_state={"slack": {"ts": root, "channel": posted_channel}},
+        **extra,
     )
+
+
+def _update_root(config: Config, message: Message, ctx: NodeContext, client, secret, channel, ts) -> dict:
+    """Edit the incident's first message (`chat.update`) so it shows the resolve, not the page.
+
+    The threaded reply is already delivered: a failed edit is recorded and logged, not
+    raised, so a retry does not post the reply twice.
+    """
+    url = f"{config.api_url.rstrip('/')}/chat.update"
+    body = build_payload(message, channel)
+    body["ts"] = ts
+    try:
+        response = request(
+            "slack",
+            "POST",
+            url,
+            client=client,
+            timeout=ctx.time_left(config.timeout_seconds),
+            json_body=body,
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        check_status("slack", url, response)
+        data = response.json()
+    except (NodeError, ValueError) as exc:
+        ctx.log.warning("slack chat.update of %s failed: %s", ts, exc)
+        return {"root_updated": False, "root_update_error": str(exc)}
+    if not data.get("ok"):
+        ctx.log.warning("slack chat.update of %s refused: %s", ts, data.get("error"))
+        return {"root_updated": False, "root_update_error": str(data.get("error") or "unknown_error")}
+    return {"root_updated": True}

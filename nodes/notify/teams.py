@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from nodes.base import REDACTED, NodeContext
 from nodes.notify._http import check_status, delivered, request, secret_or_env, target
+from nodes.notify.escape import markdown as md
 from nodes.notify.message import Message, truncate
 
 if TYPE_CHECKING:
@@ -41,14 +42,20 @@ def build_card(message: Message) -> dict[str, Any]:
             "style": "heading",
             "color": "Good" if message.resolved else _COLOUR[message.level],
         },
-        {"type": "TextBlock", "text": truncate(message.summary or message.text, 8000), "wrap": True},
+        {"type": "TextBlock", "text": _severity_text(message), "wrap": True, "isSubtle": True},
+        *(
+            [{"type": "TextBlock", "text": f"> {md(message.quote)}", "wrap": True, "isSubtle": True}]
+            if message.quote
+            else []
+        ),
+        {"type": "TextBlock", "text": truncate(md(message.summary or message.text), 8000), "wrap": True},
     ]
     if message.probable_cause:
-        cause = truncate(f"**Probable cause:** {message.probable_cause}", 2000)
+        cause = truncate(f"**Probable cause:** {md(message.probable_cause)}", 2000)
         body.append({"type": "TextBlock", "text": cause, "wrap": True})
     if message.recommendations:
         lines = "\n".join(
-            f"- **{r.get('title', '')}** ({r.get('priority', '-')}): {r.get('description', '')}"
+            f"- **{md(r.get('title', ''))}** ({md(r.get('priority', '-'))}): {md(r.get('description', ''))}"
             for r in message.recommendations[:10]
         )
         body.append({"type": "TextBlock", "text": truncate(lines, 6000), "wrap": True})
@@ -73,6 +80,11 @@ def build_card(message: Message) -> dict[str, Any]:
             {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": content}
         ],
     }
+
+
+def _severity_text(message: Message) -> str:
+    line = f"**{md(message.severity_line)}**"
+    return line + (f" · target **{md(message.target)}**" if message.target else "")
 
 
 def preview(config: Config, message: Message) -> dict[str, Any]:

@@ -32,8 +32,10 @@ class Config(BaseModel):
     body: str | dict[str, Any] | list[Any] | None = Field(
         default=None,
         description=(
-            "JSON body: a Jinja template string that renders to JSON, or an object whose strings are "
-            "templates; variables: payload, nodes, incident, run, message. Default: the message as JSON."
+            "JSON body: a Jinja template string that renders to JSON (each `{{ }}` is JSON-encoded: "
+            'a string as string content, so quote it, `"{{ message.text }}"`; anything else as JSON), '
+            "or an object whose strings are templates; variables: payload, nodes, incident, run, "
+            "message. Default: the message as JSON."
         ),
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout in seconds.")
@@ -49,6 +51,7 @@ def message_data(message: Message) -> dict[str, Any]:
         "recommendations": message.recommendations,
         "fields": message.fields,
         "links": message.links,
+        "alerts": message.alert_lines,
         "incident": {k: incident.get(k) for k in ("id", "key", "status", "severity")} if incident else None,
         "run": message.run,
     }
@@ -60,7 +63,7 @@ def build_body(config: Config, message: Message) -> Any:
         return data
     variables = {**message.data, "message": data}
     if isinstance(config.body, str):
-        text = render_template(config.body, variables, where="webhook body")
+        text = render_template(config.body, variables, where="webhook body", json_safe=True)
         try:
             return json.loads(text)
         except ValueError as exc:

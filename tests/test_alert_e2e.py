@@ -1,0 +1,146 @@
+"""Prometheus → Alertmanager → `pipeline serve --receiver` → Slack, every part real (but Slack).
+
+Prometheus evaluates an alerting rule over a recording rule of known value, Alertmanager
+posts the group to the receiver, the shipped alert-triage runs with PROMETHEUS_URL set, and
+a local HTTP server stands in for Slack. Needs Debian's prometheus and prometheus-alertmanager
+(`.ci/run` installs them): skipped without them, failed on CI (`CI=true`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from support.prefect_server import BIN, PrefectServer, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+ROOT = Path(__file__).resolve().parents[1]
+
+RULES = """
+groups:
+  - name: e2e
+    interval: 1s
+    rules:
+      - record: opsflow_queue_depth
+        expr: label_replace(vector(42), "instance", "db-7:9100", "", "")
+      - alert: QueueBacklog
+        expr: opsflow_queue_depth > 10
+        labels:
+          severity: warning
+        annotations:
+          summary: Queue is backing up
+          description: "Depth {{ $value }} on {{ $labels.instance }} <!channel> <https://evil.test|x> & act"
+          runbook_url: https://runbooks.example/queue-backlog
+"""
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        reason = f"{name} is not installed (apt-get install {name}; .ci/run does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+def _spawn(argv: list[str], log, **kw) -> subprocess.Popen:
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_real_alert_reaches_slack_right_and_escaped(tmp_path, httpserver: HTTPServer):
+    prometheus, alertmanager = _binary("prometheus"), _binary("prometheus-alertmanager")
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    server = PrefectServer(tmp_path / "server-home").start()
+    p_port, am_port, r_port = free_port(), free_port(), free_port()
+    (tmp_path / "rules.yml").write_text(RULES)
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nalerting:\n  alertmanagers:\n"
+        f'    - static_configs:\n        - targets: ["127.0.0.1:{am_port}"]\n'
+    )
+    (tmp_path / "am.yml").write_text(
+        "route:\n  receiver: opsflow\n  group_wait: 1s\nreceivers:\n  - name: opsflow\n    webhook_configs:\n"
+        f'      - url: "http://127.0.0.1:{r_port}/pipeline?definition=alert-triage"\n'
+    )
+    env = {
+        **server.env,
+        "PREFECT_API_URL": server.api_url,
+        "PREFECT_HOME": str(tmp_path / "client-home"),
+        "PROMETHEUS_URL": f"http://127.0.0.1:{p_port}",
+        "SLACK_WEBHOOK_URL": httpserver.url_for("/hook"),
+        "OPSFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'incidents.db'}",
+    }
+    procs = []
+    log = open(tmp_path / "services.log", "w")  # noqa: SIM115 (closed in finally)
+    try:
+        procs.append(
+            _spawn(
+                [str(BIN / "pipeline"), "serve", "--receiver", "--port", str(r_port)], log, cwd=ROOT, env=env
+            )
+        )
+        procs.append(
+            _spawn(
+                [
+                    alertmanager,
+                    f"--config.file={tmp_path / 'am.yml'}",
+                    f"--storage.path={tmp_path / 'am'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",
+                ],
+                log,
+                cwd=tmp_path,
+            )
+        )
+        procs.append(
+            _spawn(
+                [
+                    prometheus,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'p'}",
+                    f"--web.listen-address=127.0.0.1:{p_port}",
+                    f"--web.external-url=http://127.0.0.1:{p_port}",
+                ],
+                log,
+                cwd=tmp_path,
+            )
+        )
+        deadline = time.monotonic() + 240
+        while not httpserver.log and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), (tmp_path / "services.log").read_text()[-3000:]
+            time.sleep(0.5)
+        assert httpserver.log, (
+            "no Slack message within 240 s: " + (tmp_path / "services.log").read_text()[-3000:]
+        )
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        log.close()
+        server.stop()
+    body = json.loads(httpserver.log[0][0].data)
+    texts = [b["text"]["text"] for b in body["blocks"] if "text" in b]
+    texts += [e["text"] for b in body["blocks"] if b["type"] == "context" for e in b["elements"]]
+    texts += [e["text"] for a in body["attachments"] for b in a.get("blocks", []) for e in b["elements"]]
+    shown = "\n".join(texts)
+    assert ":warning: *WARNING*" in shown and "target *db-7:9100*" in shown
+    assert "*value:* now 42 (at firing 42, min 42, max 42, flat)" in shown  # the target's numbers
+    assert "&lt;!channel&gt;" in shown and "<!channel>" not in shown and "&amp; act" in shown
+    assert (
+        f"127.0.0.1:{p_port}/graph?g0.expr=opsflow_queue_depth" in shown and "|Source: QueueBacklog>" in shown
+    )
+    assert "|Prefect flow run>" in shown and "|Silence in Alertmanager>" in shown
