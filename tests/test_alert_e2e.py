@@ -133,6 +133,7 @@ def test_a_real_alert_reaches_slack_right_and_escaped(tmp_path, httpserver: HTTP
         log.close()
         server.stop()
     body = json.loads(httpserver.log[0][0].data)
+    (tmp_path / "slack-body.json").write_text(json.dumps(body, indent=2))
     texts = [b["text"]["text"] for b in body["blocks"] if "text" in b]
     texts += [e["text"] for b in body["blocks"] if b["type"] == "context" for e in b["elements"]]
     texts += [e["text"] for a in body["attachments"] for b in a.get("blocks", []) for e in b["elements"]]
