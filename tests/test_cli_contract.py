@@ -114,7 +114,8 @@ def test_result_has_the_seed_lines_per_node_type(cli_run, prefect_api, tmp_path)
                     {
                         "id": "metrics",
                         "type": "context",
-                        "config": {"include": ["memory"]},
+                        # the sample alert is about other hosts: collect this host's memory anyway
+                        "config": {"include": ["memory"], "other_targets": "collect"},
                         "next": "analyze",
                     },
                     {
