@@ -286,6 +286,22 @@ def artifact_markdown(pipeline: Pipeline, result: dict[str, Any]) -> str:
         lines.append(f"- incident: `{result['incident_id']}`")
     for node_id in result["skipped_nodes"]:
         lines.append(f"- skipped `{node_id}`: {result['node_results'][node_id]['skip_reason']}")
+    lines += headline(result)
     if result.get("error"):
         lines += ["", f"**Error:** {result['error']}"]
     return "\n".join(lines)
+
+
+def headline(result: dict[str, Any]) -> list[str]:
+    """The story of the run for the summary artifact: the alerts, then each node's line."""
+    lines = []
+    for node in result["node_results"].values():
+        incident = (node.get("output") or {}).get("incident") if node["node_type"] == "ingest" else None
+        if isinstance(incident, dict) and incident.get("alerts"):
+            names = list(dict.fromkeys(str(a.get("title")) for a in incident["alerts"] if a.get("title")))
+            lines.append(f"- alerts: {_short(', '.join(names), 200)}")
+    ran = [(i, n) for i, n in result["node_results"].items() if not n["skipped"] and n.get("summary")]
+    if ran:
+        lines += ["", "## What each node did", ""]
+        lines += [f"- `{node_id}`: {_short(node['summary'], 240)}" for node_id, node in ran]
+    return lines

@@ -178,6 +178,10 @@ def test_a_run_logs_and_tabulates_each_nodes_line(prefect_api, hook_url, monkeyp
                 flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(result["run_id"])])
             )
         )
+    markdown = next(a for a in artifacts if a.type == "markdown").data
+    story = markdown.split("## What each node did\n\n")[1]
+    assert f"- `mem`: {lines['mem']}\n" in story and f"- `analyze`: {lines['analyze']}" in story
+    assert f"- `hook`: {lines['hook']}" in story and "- `quiet`" not in story
     table = next(a for a in artifacts if a.type == "table")
     rows = {r["node"]: r for r in (json.loads(table.data) if isinstance(table.data, str) else table.data)}
     assert list(rows["mem"]) == [
