@@ -89,6 +89,8 @@ def _check(out: dict[str, Any]) -> str:
 
 
 def _context(out: dict[str, Any]) -> str:
+    if out.get("collected") is False:
+        return f"context: not collected: {out.get('skipped_reason') or 'skipped'}"
     groups = [key for key, value in out.items() if isinstance(value, dict)]
     return f"context: {', '.join(groups)}" if groups else "context: nothing collected"
 

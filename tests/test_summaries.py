@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -58,6 +59,12 @@ def hook_url():
     thread.join(10)
 
 
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _definition(url: str, *, crashes: bool = True) -> dict[str, Any]:
     node_list = [
         {
@@ -91,7 +98,16 @@ def _definition(url: str, *, crashes: bool = True) -> dict[str, Any]:
         },
     ]
     if crashes:
-        node_list[4]["next"].append("bug")
+        node_list[4]["next"] += ["gone", "bug"]
+        node_list.append(
+            {
+                "id": "gone",
+                "type": "notify",
+                "required": False,
+                "retries": 0,
+                "config": {"driver": "webhook", "url": f"http://127.0.0.1:{_closed_port()}/x"},
+            }
+        )
         node_list.append({"id": "bug", "type": "crash", "required": False, "retries": 0})
     return {"name": "summary-test", "version": "1.0", "nodes": node_list}
 
@@ -112,6 +128,8 @@ def test_each_type_says_what_it_did():
     assert summarize("notify", sent) == "slack: delivered to #ops (id 17.1)"
     approval = {"decision": "rejected", "by": "bars-oncall", "comment": "not now"}
     assert summarize("approval", approval) == "approval: rejected by bars-oncall — 'not now'"
+    elsewhere = {"collected": False, "skipped_reason": "the alert is about db-7, not this host"}
+    assert summarize("context", elsewhere) == "context: not collected: the alert is about db-7, not this host"
     assert summarize("condition", {"branch": "then", "taken": ["a", "b"]}) == "branch then: a, b"
     skipped = node_result("n", "notify", skipped=True, skip_reason="branch not taken")
     assert skipped["summary"] == "skipped: branch not taken"
@@ -160,7 +178,9 @@ def test_a_run_logs_and_tabulates_each_nodes_line(prefect_api, hook_url, monkeyp
     assert lines["hook"].startswith("webhook: delivered to ")
     assert lines["analyze"].startswith("analysis (local): ")
 
-    logs = _logs_by_task(result["run_id"], {"mem": lines["mem"], "hook": "webhook: delivered", "bug": "bug"})
+    logs = _logs_by_task(
+        result["run_id"], {"mem": lines["mem"], "hook": "webhook: delivered", "bug": "bug", "gone": "failed"}
+    )
     assert (20, lines["mem"]) in logs["mem"]
     assert (20, lines["route"]) in logs["route"]
     assert (20, lines["analyze"]) in logs["analyze"]
@@ -169,6 +189,8 @@ def test_a_run_logs_and_tabulates_each_nodes_line(prefect_api, hook_url, monkeyp
     refused = [m for level, m in logs["down"] if level >= 40 and "Task run failed" in m]
     assert refused and all("\n" not in m and "Traceback" not in m for m in refused), logs["down"]
     assert "HTTP 500" in refused[-1] or "500" in refused[-1]
+    gone = [m for level, m in logs["gone"] if level >= 40 and "Task run failed" in m]
+    assert len(gone) == 1 and "\n" not in gone[0] and "Traceback" not in gone[0], logs["gone"]
     crashed = [m for level, m in logs["bug"] if level >= 40 and "Task run failed" in m]
     assert crashed and "Traceback" in crashed[-1] and "RuntimeError: a bug in the handler" in crashed[-1]
 
