@@ -148,8 +148,8 @@ def _logs_by_task(run_id: str, wanted: dict[str, str]) -> dict[str, list[tuple[s
     found: dict[str, list[tuple[str, str]]] = {}
     with get_client(sync_client=True) as c:
         flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(run_id)]))
-        names = {str(t.id): t.name for t in c.read_task_runs(flow_run_filter=flow_runs)}
-        for _ in range(40):
+        for _ in range(120):  # task runs and logs reach the API as events: up to ~30 s here
+            names = {str(t.id): t.name for t in c.read_task_runs(flow_run_filter=flow_runs)}
             logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(run_id)])))
             found = {}
             for log in logs:
@@ -179,7 +179,13 @@ def test_a_run_logs_and_tabulates_each_nodes_line(prefect_api, hook_url, monkeyp
     assert lines["analyze"].startswith("analysis (local): ")
 
     logs = _logs_by_task(
-        result["run_id"], {"mem": lines["mem"], "hook": "webhook: delivered", "bug": "bug", "gone": "failed"}
+        result["run_id"],
+        {
+            "mem": lines["mem"],
+            "hook": "webhook: delivered",
+            "bug": "a bug in the handler",
+            "gone": "Task run failed",
+        },
     )
     assert (20, lines["mem"]) in logs["mem"]
     assert (20, lines["route"]) in logs["route"]
