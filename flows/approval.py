@@ -66,9 +66,13 @@ async def wait_for_approval(node: Node, ctx: NodeContext) -> dict[str, Any]:
         async with get_client() as client:  # the run is still Paused in the API: resume it
             await client.set_flow_run_state(UUID(ctx.run.run_id), Running(), force=True)
     output = outcome(config, Answer.model_validate(answer.model_dump()) if answer is not None else None)
-    return node_result(
-        node.id, node.type, output=output, duration_ms=(time.perf_counter() - started) * 1000, attempts=1
+    result = ctx.secrets.redact(
+        node_result(
+            node.id, node.type, output=output, duration_ms=(time.perf_counter() - started) * 1000, attempts=1
+        )
     )
+    get_run_logger().info("node %r: %s", node.id, result["summary"])
+    return result
 
 
 def answer_approval(run_id: str, *, approve: bool, comment: str = "", by: str = "") -> str:

@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from flows.render import result_text
+from flows.render import duration_text, result_text
 from nodes.errors import OpsflowError
 
 __all__ = ["logs_from_cli", "print_logs", "read_run", "run_text", "show_from_cli", "show_run"]
@@ -164,7 +164,7 @@ async def read_run(run_id: str) -> dict[str, Any]:
                 "node": t["name"],
                 "type": "?",
                 "status": "failed" if t["error"] else t["state"].lower(),
-                "duration_ms": t["duration_ms"] or 0.0,
+                "duration": duration_text(t["duration_ms"] or 0.0),
                 "attempts": t["runs"],
                 "tokens": "",
                 "error": t["error"] or "",
@@ -181,9 +181,12 @@ async def read_run(run_id: str) -> dict[str, Any]:
             "node_type": row["type"],
             "output": None,
             "errors": errors,
-            "duration_ms": row["duration_ms"] if isinstance(row["duration_ms"], int | float) else 0.0,
+            "summary": row.get("summary") or None,
+            "duration_ms": _milliseconds(row),
             "skipped": is_skipped,
-            "skip_reason": (row["error"] or row["status"]) if is_skipped else None,
+            "skip_reason": (row.get("skip_reason") or row.get("error") or row["status"])
+            if is_skipped
+            else None,
             "attempts": row["attempts"] or None,
         }
         (skipped if is_skipped else executed).append(node_id)
@@ -213,6 +216,18 @@ async def read_run(run_id: str) -> dict[str, Any]:
         "task_runs": tasks,
         "artifact": {"key": table.key if table else None, "rows": rows if table else []},
     }
+
+
+def _milliseconds(row: dict[str, Any]) -> float:
+    """A row's duration back in ms: `35 ms`, `1.2 s (4.0 s in all)`, or an older row's number."""
+    if isinstance(row.get("duration_ms"), int | float):
+        return float(row["duration_ms"])
+    number, _, unit = str(row.get("duration") or "").partition(" ")
+    try:
+        value = float(number)
+    except ValueError:
+        return 0.0
+    return value * 1000 if unit.startswith("s") else value
 
 
 def _cell(value: Any) -> str:

@@ -30,6 +30,7 @@ from prefect.utilities.annotations import quote  # noqa: E402
 from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
 
 from flows.approval import wait_for_approval  # noqa: E402
+from flows.console import one_line_node_errors  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine import RunBook, WhenFailed  # noqa: E402
 from flows.limits import check_value_depth  # noqa: E402
@@ -104,6 +105,7 @@ async def _run_node(
             await asyncio.sleep(max(0.0, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS) - planned))
         raise
     result["attempts"] = attempt
+    log.info("%s", result["summary"])  # the node's line in the UI's Logs tab
     return result
 
 
@@ -186,6 +188,7 @@ async def run_pipeline(
     from prefect.runtime import flow_run
 
     started = time.perf_counter()
+    one_line_node_errors()
     pipeline = load_definition(definition)
     _check_ids(pipeline, only, skip)
     check_value_depth(payload, "payload")  # an API caller's payload gets the CLI's limit too
@@ -255,6 +258,7 @@ def _check_ids(pipeline: Pipeline, only: list[str] | None, skip: list[str] | Non
 async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | None:
     """Submit nodes as their predecessors finish; collect results until nothing runs."""
     futures: dict[str, Any] = {}
+    submitted: dict[str, float] = {}  # for a node's total time over its attempts and retry waits
     waiting: dict[asyncio.Future, str] = {}
     incident_id = None
     total = len(pipeline.nodes)
@@ -312,6 +316,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     wait_for=upstream,
                 )
                 futures[node_id] = future
+                submitted[node_id] = time.perf_counter()
                 waiting[asyncio.wrap_future(future.wrapped_future)] = node_id
                 book.start(node_id)
         if not waiting:
@@ -322,15 +327,17 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
             node = pipeline.nodes[node_id]
             futures[node_id].wait()  # already done: records the final state on the future
             state = futures[node_id].state
+            total_ms = round((time.perf_counter() - submitted[node_id]) * 1000, 2)
             if state.is_completed():
-                result = futures[node_id].result()
+                result = {**futures[node_id].result(), "total_ms": total_ms}
                 book.finish(node_id, result)
                 ctx.nodes[node_id] = result["output"]
                 if node.type == "ingest" and isinstance(result["output"].get("incident"), dict):
                     ctx.incident = result["output"]["incident"]
                     incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
             else:
-                book.fail(node_id, *_failure(node_id, node.type, state, ctx))
+                failed, message = _failure(node_id, node.type, state, ctx)
+                book.fail(node_id, {**failed, "total_ms": total_ms}, message)
                 ctx.nodes[node_id] = None
             _emit(book, node_id, total)
 

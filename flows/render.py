@@ -158,10 +158,10 @@ def node_block(
         return [*lines, "  (not executed)"]
     if node["skipped"]:
         return [*lines, f"  (skipped) {node.get('skip_reason') or ''}".rstrip()]
-    if node.get("summary"):
-        lines.append(f"  {_short(node['summary'])}")
     if node.get("output"):
         lines += _seed_lines(node_type, node["output"])
+    if node.get("summary") and not node["errors"]:  # a failed node's line is its error
+        lines.append(f"  {_short(node['summary'])}")
     if node["errors"]:
         lines.append("  Errors: " + "; ".join(str(error.get("message")) for error in node["errors"]))
     if node_lines is not None:
@@ -222,21 +222,36 @@ def result_text(
     return "\n".join(lines)
 
 
+def duration_text(ms: Any) -> str:
+    """`35 ms` under a second, `1.2 s` from there: what a person reads at a glance."""
+    if not isinstance(ms, int | float):
+        return ""
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
 def artifact_rows(pipeline: Pipeline, result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per node for the flow run's table artifact."""
+    """One row per node for the flow run's table artifact.
+
+    A retried node's duration is its last attempt's, followed by the total time it took
+    over every attempt and retry wait.
+    """
     rows = []
     for node in pipeline.definition.nodes:
         node_result = result["node_results"].get(node.id)
+        summary = skip_reason = error = duration = attempts = ""
         if node_result is None:
-            status, duration, error, attempts = "not run", "", "", ""
+            status = "not run"
         elif node_result["skipped"]:
-            status, duration, error, attempts = "skipped", "", node_result["skip_reason"], ""
+            status, skip_reason = "skipped", node_result["skip_reason"] or ""
         else:
             failed = bool(node_result["errors"])
             status = "failed" if failed else "completed"
-            duration = node_result["duration_ms"]
+            summary = "" if failed else node_result.get("summary") or ""
             error = node_result["errors"][0]["message"] if failed else ""
             attempts = node_result.get("attempts") or 1
+            duration = duration_text(node_result["duration_ms"])
+            if attempts > 1 and isinstance(node_result.get("total_ms"), int | float):
+                duration += f" ({duration_text(node_result['total_ms'])} in all)"
         usage = (node_result or {}).get("output", {}).get("usage") if node_result else None
         tokens = ""
         if isinstance(usage, dict):
@@ -246,9 +261,11 @@ def artifact_rows(pipeline: Pipeline, result: dict[str, Any]) -> list[dict[str, 
                 "node": node.id,
                 "type": node.type,
                 "status": status,
-                "duration_ms": duration,
+                "summary": summary,
+                "duration": duration,
                 "attempts": attempts,
                 "tokens": tokens,
+                "skip_reason": skip_reason,
                 "error": error,
             }
         )
@@ -269,6 +286,22 @@ def artifact_markdown(pipeline: Pipeline, result: dict[str, Any]) -> str:
         lines.append(f"- incident: `{result['incident_id']}`")
     for node_id in result["skipped_nodes"]:
         lines.append(f"- skipped `{node_id}`: {result['node_results'][node_id]['skip_reason']}")
+    lines += headline(result)
     if result.get("error"):
         lines += ["", f"**Error:** {result['error']}"]
     return "\n".join(lines)
+
+
+def headline(result: dict[str, Any]) -> list[str]:
+    """The story of the run for the summary artifact: the alerts, then each node's line."""
+    lines = []
+    for node in result["node_results"].values():
+        incident = (node.get("output") or {}).get("incident") if node["node_type"] == "ingest" else None
+        if isinstance(incident, dict) and incident.get("alerts"):
+            names = list(dict.fromkeys(str(a.get("title")) for a in incident["alerts"] if a.get("title")))
+            lines.append(f"- alerts: {_short(', '.join(names), 200)}")
+    ran = [(i, n) for i, n in result["node_results"].items() if not n["skipped"] and n.get("summary")]
+    if ran:
+        lines += ["", "## What each node did", ""]
+        lines += [f"- `{node_id}`: {_short(node['summary'], 240)}" for node_id, node in ran]
+    return lines

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from nodes import get_node_type
 from nodes.base import NodeContext
 from nodes.errors import ConfigError, NodeError
+from nodes.summaries import failure_summary, summarize
 from nodes.templating import resolve
 
 __all__ = ["execute_node", "format_validation_error", "node_result", "validate_config"]
@@ -29,12 +30,25 @@ def node_result(
     skipped: bool = False,
     skip_reason: str | None = None,
     attempts: int = 0,
+    summary: str | None = None,
 ) -> dict[str, Any]:
-    """The result every node produces, run, failed or skipped (DESIGN.md)."""
+    """The result every node produces, run, failed or skipped (DESIGN.md).
+
+    `summary` defaults to the skip reason, the first error's first line, or the
+    node type's own line for its output (`nodes.summaries`).
+    """
+    if summary is None:
+        if skipped:
+            summary = f"skipped: {skip_reason}" if skip_reason else "skipped"
+        elif errors:
+            summary = failure_summary(errors[0].get("message") or "failed")
+        else:
+            summary = summarize(node_type, output if output is not None else {})
     return {
         "node_id": node_id,
         "node_type": node_type,
         "output": output if output is not None else {},
+        "summary": summary,
         "errors": errors or [],
         "duration_ms": round(duration_ms, 2),
         "skipped": skipped,
@@ -96,15 +110,18 @@ def execute_node(
     except Exception as exc:
         message = ctx.secrets.redact(f"node {node_id!r}: {type(exc).__name__}: {exc}")
         error = NodeError(message, retryable=True)
+        error.unexpected = True  # a bug, not an expected failure: its log keeps the traceback
         error.duration_ms = (time.perf_counter() - started) * 1000
         error.__cause__ = exc
         _drop_cause_with_secrets(error, ctx)
         raise error from error.__cause__
+    output = ctx.secrets.redact(output)
     return node_result(
         node_id,
         node_type,
-        output=ctx.secrets.redact(output),
+        output=output,
         duration_ms=(time.perf_counter() - started) * 1000,
+        summary=ctx.secrets.redact(summarize(node_type, output)),
     )
 
 

@@ -323,6 +323,13 @@ def test_ai_triage_falls_back_to_local_rules_without_a_key(prefect_api, tmp_path
     from nodes.ingest.samples import sample_payload
 
     state = asyncio.run(run_pipeline(definition="ai-triage", payload=sample_payload(), return_state=True))
-    analysis = state.result()["node_results"]["analyze"]["output"]
+    results = state.result()["node_results"]
+    analysis = results["analyze"]["output"]
     assert analysis["provider"] == "local" and analysis["fallback_used"] is True
     assert "OPENAI_API_KEY" in analysis["fallback_reason"]
+    summary = f"analysis (local (fallback from openai)): {analysis['summary'][:40]}"
+    assert results["analyze"]["summary"].startswith(summary)
+    ingest = results["ingest"]["output"]
+    assert results["ingest"]["summary"].startswith(
+        f"ingested 2 alerts into incident {ingest['incident_id']} (2 new"
+    )

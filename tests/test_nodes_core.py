@@ -234,6 +234,7 @@ def test_execute_node_shapes_results_and_scrubs_secrets(monkeypatch):
         "node_id": "pick",
         "node_type": "transform",
         "output": {"s": "Memory pressure on db-01"},
+        "summary": "transform: 1 key (s)",
         "errors": [],
         "duration_ms": result["duration_ms"],
         "skipped": False,

@@ -88,6 +88,8 @@ def test_approval_waits_for_an_answer_and_branches_on_it(flow, approve):
     decision = result["node_results"]["ask"]["output"]
     assert decision["approved"] is approve and decision["by"] == "alice" and decision["timed_out"] is False
     assert decision["comment"] == "checked the graphs"
+    word = "approved" if approve else "rejected"
+    assert result["node_results"]["ask"]["summary"] == f"approval: {word} by alice — 'checked the graphs'"
     assert ("act" in result["executed_nodes"]) is approve
     assert ("stop" in result["executed_nodes"]) is not approve
 

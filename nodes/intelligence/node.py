@@ -138,6 +138,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
                 retry_after=fb_exc.retry_after,
             ) from fb_exc
         result["fallback_used"] = True
+        result["fallback_from"] = config.provider
         result["fallback_reason"] = exc.message
         return result
     result["fallback_used"] = False

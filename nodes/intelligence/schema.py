@@ -152,7 +152,7 @@ def output(
     input_tokens: int = 0,
     output_tokens: int = 0,
 ) -> dict[str, Any]:
-    """The node output for `analysis`; the node adds `fallback_used` / `fallback_reason`."""
+    """The node output for `analysis`; the node adds `fallback_used` / `fallback_reason` / `fallback_from`."""
     return {
         **analysis.model_dump(),
         "provider": provider,
