@@ -18,6 +18,9 @@ FLOW_NAME = "run-pipeline"  # flows.pipeline.FLOW_NAME, without importing the fl
 log = logging.getLogger("opsflow.receiver")
 
 DEPLOYMENT_ID_SECONDS = 60.0
+# a Prefect server on SQLite answers 503 when a write finds the database locked (another
+# write committed meanwhile); Prefect's client waits 2 s, then 4 s, before it tries again
+BUSY_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4)
 _DEPLOYMENT_IDS: dict[tuple[str, str], tuple[Any, float]] = {}  # (API, deployment) → (id, until)
 
 # Prefect's own wording when a run's parameters exceed the server's size limit
@@ -43,8 +46,49 @@ async def prefect_client(api_url: str | None):
         api_key=PREFECT_API_KEY.value(),
         httpx_settings={"limits": limits},
     )
+    _retry_busy_quickly(client)
     async with client:
         yield client
+
+
+class _BusyRetry:
+    """An httpx transport that re-sends a request Prefect answered 503 without Retry-After.
+
+    That answer means the request's database transaction was rolled back, so sending it
+    again is what Prefect's client does anyway, only sooner: in ~0.1 s instead of 2-6 s
+    (the p50/p95 of an alert's latency on SQLite). A 503 that persists still reaches
+    Prefect's client, which backs off as before.
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request):
+        for delay in BUSY_RETRY_DELAYS:
+            response = await self.inner.handle_async_request(request)
+            if response.status_code != 503 or "retry-after" in response.headers:
+                return response
+            await response.aclose()
+            await asyncio.sleep(delay)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self):
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.inner.__aexit__(*exc_info)
+
+
+def _retry_busy_quickly(client) -> None:
+    """Wrap the transport of the client's httpx client (TLS and limits stay as Prefect set them)."""
+    http = getattr(client, "_client", None)
+    inner = getattr(http, "_transport", None)
+    if inner is not None and hasattr(inner, "handle_async_request") and not isinstance(inner, _BusyRetry):
+        http._transport = _BusyRetry(inner)
 
 
 async def create_run(
