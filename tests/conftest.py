@@ -107,3 +107,20 @@ def postgres_url(postgres_admin_url: str):
     yield f"postgresql+psycopg://{user}{password}@{host}:{port}/{name}"
     with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def cli_run(monkeypatch, capsys):
+    """Run `pipeline ARGS` in this process: (exit code, stdout, stderr)."""
+    import sys
+
+    from flows import cli
+
+    def go(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["pipeline", *args])
+        with pytest.raises(SystemExit) as info:
+            cli.main()
+        out, err = capsys.readouterr()
+        return info.value.code, out, err
+
+    return go

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from flows import cli
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def cli_run(monkeypatch, capsys):
-    def go(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["pipeline", *args])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        out, err = capsys.readouterr()
-        return info.value.code, out, err
-
-    return go
 
 
 @pytest.mark.parametrize(

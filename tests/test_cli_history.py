@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 
 import pytest
 
-from flows import cli
-
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def cli_run(monkeypatch, capsys):
-    def go(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["pipeline", *args])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        out, err = capsys.readouterr()
-        return info.value.code, out, err
-
-    return go
 
 
 def one_node(path, **top) -> str:

@@ -11,21 +11,7 @@ import time
 
 import pytest
 
-from flows import cli
-
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def cli_run(monkeypatch, capsys):
-    def go(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["pipeline", *args])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        out, err = capsys.readouterr()
-        return info.value.code, out, err
-
-    return go
 
 
 TWO_STAGES = {

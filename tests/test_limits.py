@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from flows import cli
 from flows.definition import load_definition, validate
 from flows.envfile import parse_env_file
 from flows.limits import MAX_DEFINITION_BYTES, MAX_DEPTH, MAX_ENV_FILE_BYTES, MAX_NODES, MAX_PAYLOAD_BYTES
@@ -15,18 +13,6 @@ from nodes.errors import DefinitionError, OpsflowError
 
 DEEP = "[" * 20000 + "]" * 20000
 GOOD = {"version": "1.0", "nodes": [{"id": "a", "type": "transform", "config": {}}]}
-
-
-@pytest.fixture
-def cli_run(monkeypatch, capsys):
-    def go(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["pipeline", *args])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        out, err = capsys.readouterr()
-        return info.value.code, out, err
-
-    return go
 
 
 @pytest.fixture
