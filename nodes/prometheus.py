@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from nodes.ingest.alert import stored_moment
 from nodes.intelligence.alerts import alert_expr
 
 __all__ = ["MAX_BYTES", "query_alerts", "signals", "summarise"]
@@ -48,7 +49,7 @@ def query_alerts(
             if not expr or expr in seen or len(record["queries"]) >= MAX_ALERTS:
                 continue
             seen.add(expr)
-            started = _moment(alert.get("starts_at")) or now
+            started = stored_moment(alert.get("starts_at")) or now
             start = min(started, now) - timedelta(minutes=lookback_minutes)
             start = max(start, now - timedelta(hours=6))  # an old alert: the last six hours at most
             step = max(15.0, math.ceil((now - start).total_seconds() / max_points))
@@ -199,13 +200,3 @@ def summarise(series: dict[str, Any], started: datetime) -> dict[str, Any]:
 
 def _round(value: float) -> float | int:
     return int(value) if value.is_integer() else round(value, 4)
-
-
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo and moment.year >= 2000 else None

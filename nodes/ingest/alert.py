@@ -11,6 +11,7 @@ from typing import Any
 from nodes.errors import IngestError
 
 __all__ = [
+    "stored_moment",
     "SEVERITIES",
     "Parsed",
     "as_list",
@@ -190,6 +191,21 @@ def timestamp(value: Any, where: str) -> str | None:
         return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
     except (OverflowError, ValueError):
         return None
+
+
+def stored_moment(value: Any) -> datetime | None:
+    """A normalised alert time (`starts_at`, `ends_at`, ...) as an aware datetime, or None.
+
+    None for a missing or unparsable value, a naive one, and Alertmanager's zero time
+    (year 1), which means "unknown".
+    """
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo and moment.year >= 2000 else None
 
 
 def hash_key(*parts: Any) -> str:

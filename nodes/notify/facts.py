@@ -6,9 +6,11 @@ Kept apart from `message.py` so the message builder stays about choosing, not co
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote
+
+from nodes.ingest.alert import stored_moment
 
 __all__ = [
     "alert_lines",
@@ -61,28 +63,16 @@ def alert_name(alert: dict[str, Any]) -> str:
 def fired_for(incident: dict[str, Any] | None) -> str | None:
     """`42m` from the first alert's start to the resolve, when both moments are known."""
     incident = incident or {}
-    starts = [_moment(a.get("starts_at")) for a in incident.get("alerts") or []]
+    starts = [stored_moment(a.get("starts_at")) for a in incident.get("alerts") or []]
     starts = [s for s in starts if s]
-    ends = [_moment(a.get("ends_at")) for a in incident.get("alerts") or []]
-    ends = [e for e in ends if e] or [m for m in [_moment(incident.get("resolved_at"))] if m]
+    ends = [stored_moment(a.get("ends_at")) for a in incident.get("alerts") or []]
+    ends = [e for e in ends if e] or [m for m in [stored_moment(incident.get("resolved_at"))] if m]
     if not starts or not ends:
         return None
     seconds = (max(ends) - min(starts)).total_seconds()
     if seconds < 0:
         return None
     return _duration(seconds)
-
-
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None or moment.year < 2000:  # Alertmanager's zero time means "unknown"
-        return None
-    return moment
 
 
 def _duration(seconds: float) -> str:
@@ -165,7 +155,9 @@ def prometheus_value(nodes: dict[str, Any]) -> str | None:
 
 def original(incident: dict[str, Any] | None, headline: str) -> str:
     """`FIRING: HighMemory, since 2026-11-30 09:12 UTC`: the page a resolve answers."""
-    starts = [m for m in (_moment(a.get("starts_at")) for a in (incident or {}).get("alerts") or []) if m]
+    starts = [
+        m for m in (stored_moment(a.get("starts_at")) for a in (incident or {}).get("alerts") or []) if m
+    ]
     since = f", since {min(starts).astimezone(UTC):%Y-%m-%d %H:%M} UTC" if starts else ""
     return f"FIRING: {headline}{since}"
 
