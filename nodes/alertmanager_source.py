@@ -11,6 +11,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from nodes.prometheus import read_capped
+
 __all__ = ["MAX_BYTES", "around", "matches"]
 
 MAX_BYTES = 1_048_576
@@ -85,11 +87,7 @@ def _get(client, record: dict[str, Any], url: str, params: dict[str, str]) -> li
     began = time.perf_counter()
     try:
         with client.stream("GET", url, params=params) as response:
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_BYTES:
-                    raise ValueError(f"answer over {MAX_BYTES} bytes; not read")
+            body = read_capped(response, MAX_BYTES)
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
         data = json.loads(body)

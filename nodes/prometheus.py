@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from nodes.ingest.alert import stored_moment
 from nodes.intelligence.alerts import alert_expr
 
-__all__ = ["MAX_BYTES", "query_alerts", "signals", "summarise"]
+__all__ = ["MAX_BYTES", "query_alerts", "read_capped", "signals", "summarise"]
 
 MAX_BYTES = 1_048_576  # of one query_range answer
 MAX_ALERTS = 5  # alerts of a group queried per run
@@ -142,6 +142,16 @@ class _QueryError(Exception):
     pass
 
 
+def read_capped(response, limit: int, error: type[Exception] = ValueError) -> bytes:
+    """A streamed answer's body, refused (`error`) once it passes `limit` bytes, before more is read."""
+    body = b""
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise error(f"answer over {limit} bytes; not read")
+    return body
+
+
 def _get(client, url: str, expr: str, start: datetime, end: datetime, step: float) -> dict[str, Any]:
     import json
 
@@ -150,11 +160,7 @@ def _get(client, url: str, expr: str, start: datetime, end: datetime, step: floa
     params = {"query": expr, "start": start.timestamp(), "end": end.timestamp(), "step": step}
     try:
         with client.stream("GET", url, params=params) as response:
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_BYTES:
-                    raise _QueryError(f"answer over {MAX_BYTES} bytes; not read")
+            body = read_capped(response, MAX_BYTES, _QueryError)
     except httpx.TimeoutException as exc:
         raise _QueryError(f"timed out: {type(exc).__name__}") from exc
     except httpx.HTTPError as exc:
