@@ -135,6 +135,22 @@ def preview(config: Config, message: Message) -> dict[str, Any]:
     }
 
 
+def _web_api(config: Config, method: str, body: dict, secret: str, ctx: NodeContext, client):
+    """POST one Web API method with the bot token; any non-2xx is raised (check_status)."""
+    url = f"{config.api_url.rstrip('/')}/{method}"
+    response = request(
+        "slack",
+        "POST",
+        url,
+        client=client,
+        timeout=ctx.time_left(config.timeout_seconds),
+        json_body=body,
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    check_status("slack", url, response)
+    return response
+
+
 def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Client | None = None) -> dict:
     """Post the message; with a bot token, resolves and repeats go into the incident's thread."""
     mode, secret = _mode(config)
@@ -157,20 +173,10 @@ def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Clien
     channel = thread_channel or config.channel or os.environ.get("SLACK_CHANNEL")
     if not channel:
         raise ConfigError("slack: a bot token needs a channel (config `channel` or SLACK_CHANNEL)")
-    url = f"{config.api_url.rstrip('/')}/chat.postMessage"
     payload = build_payload(message, channel, ts)
     if config.username:
         payload["username"] = config.username
-    response = request(
-        "slack",
-        "POST",
-        url,
-        client=client,
-        timeout=ctx.time_left(config.timeout_seconds),
-        json_body=payload,
-        headers={"Authorization": f"Bearer {secret}"},
-    )
-    check_status("slack", url, response)
+    response = _web_api(config, "chat.postMessage", payload, secret, ctx, client)
     try:
         data = response.json()
     except ValueError as exc:
@@ -205,20 +211,10 @@ def _update_root(config: Config, message: Message, ctx: NodeContext, client, sec
     The threaded reply is already delivered: a failed edit is recorded and logged, not
     raised, so a retry does not post the reply twice.
     """
-    url = f"{config.api_url.rstrip('/')}/chat.update"
     body = build_payload(message, channel)
     body["ts"] = ts
     try:
-        response = request(
-            "slack",
-            "POST",
-            url,
-            client=client,
-            timeout=ctx.time_left(config.timeout_seconds),
-            json_body=body,
-            headers={"Authorization": f"Bearer {secret}"},
-        )
-        check_status("slack", url, response)
+        response = _web_api(config, "chat.update", body, secret, ctx, client)
         data = response.json()
     except (NodeError, ValueError) as exc:
         ctx.log.warning("slack chat.update of %s failed: %s", ts, exc)
