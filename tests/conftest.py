@@ -124,3 +124,29 @@ def cli_run(monkeypatch, capsys):
         return info.value.code, out, err
 
     return go
+
+
+@pytest.fixture
+def flow(prefect_api, monkeypatch):
+    """The one flow (`run_pipeline`), with the test node types of tests/testnodes.py registered."""
+    from testnodes import TEST_NODE_TYPES
+
+    import nodes
+
+    for name, path in TEST_NODE_TYPES.items():
+        monkeypatch.setitem(nodes.NODE_TYPES, name, path)
+    from flows.pipeline import run_pipeline
+
+    return run_pipeline
+
+
+@pytest.fixture
+def run(flow):
+    """Run a definition dict through the flow; returns (final Prefect state, Run result)."""
+    import asyncio
+
+    def go(definition: dict, **params):
+        state = asyncio.run(flow(definition=definition, return_state=True, **params))
+        return state, state.result(raise_on_failure=False)
+
+    return go

@@ -7,25 +7,9 @@ import json
 import uuid
 
 import pytest
-from testnodes import CALLS, TEST_NODE_TYPES
-
-import nodes
+from testnodes import CALLS
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def run(prefect_api, monkeypatch):
-    """Run a definition dict through the flow; returns (final Prefect state, Run result)."""
-    for name, path in TEST_NODE_TYPES.items():
-        monkeypatch.setitem(nodes.NODE_TYPES, name, path)
-    from flows.pipeline import run_pipeline
-
-    def go(definition: dict, **params):
-        state = asyncio.run(run_pipeline(definition=definition, return_state=True, **params))
-        return state, state.result(raise_on_failure=False)
-
-    return go
 
 
 def client():

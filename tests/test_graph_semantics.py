@@ -5,28 +5,9 @@ Skipped conditions, JMESPath truthiness, joins over skipped inputs, and `when` e
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from testnodes import TEST_NODE_TYPES
-
-import nodes
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def run(prefect_api, monkeypatch):
-    """Run a definition dict through the flow; returns (final Prefect state, Run result)."""
-    for name, path in TEST_NODE_TYPES.items():
-        monkeypatch.setitem(nodes.NODE_TYPES, name, path)
-    from flows.pipeline import run_pipeline
-
-    def go(definition: dict, **params):
-        state = asyncio.run(run_pipeline(definition=definition, return_state=True, **params))
-        return state, state.result(raise_on_failure=False)
-
-    return go
 
 
 def definition(*node_list):

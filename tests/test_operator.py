@@ -11,20 +11,8 @@ import uuid
 
 import pytest
 from pytest_httpserver import HTTPServer
-from testnodes import TEST_NODE_TYPES
-
-import nodes
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def flow(prefect_api, monkeypatch):
-    for name, path in TEST_NODE_TYPES.items():
-        monkeypatch.setitem(nodes.NODE_TYPES, name, path)
-    from flows.pipeline import run_pipeline
-
-    return run_pipeline
 
 
 def approval_definition(name: str, **approval_config) -> dict:

@@ -21,15 +21,6 @@ import nodes
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def flow(prefect_api, monkeypatch):
-    for name, path in TEST_NODE_TYPES.items():
-        monkeypatch.setitem(nodes.NODE_TYPES, name, path)
-    from flows.pipeline import run_pipeline
-
-    return run_pipeline
-
-
 def titles(httpserver: HTTPServer) -> list[str]:
     return [json.loads(request.data)["title"] for request, _ in httpserver.log]
 
