@@ -156,3 +156,29 @@ def test_a_slow_model_leaves_time_for_the_local_fallback(run_flow, httpserver): 
     output = result["node_results"]["analyze"]["output"]
     assert output["provider"] == "local" and output["fallback_used"] is True
     assert "openai" in output["fallback_reason"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"driver": "webhook", "url": "URL"},
+        {"driver": "slack", "webhook_url": "URL"},
+        {"driver": "teams", "webhook_url": "URL"},
+        {"driver": "discord", "webhook_url": "URL"},
+        {"driver": "pagerduty", "routing_key": "R" * 32, "events_url": "URL"},
+    ],
+    ids=lambda c: c["driver"],
+)
+def test_an_http_driver_sends_nothing_once_the_attempt_is_out_of_time(config, httpserver):
+    """Every HTTP driver takes its timeout from ctx.time_left: past the deadline, nothing goes out."""
+    from nodes.base import NodeContext, RunInfo, Secrets
+    from nodes.errors import NodeError
+    from nodes.runtime import execute_node
+
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    config = {k: httpserver.url_for("/hook") if v == "URL" else v for k, v in config.items()}
+    ctx = NodeContext(run=RunInfo(trace_id=f"late-{config['driver']}"), secrets=Secrets())
+    ctx.deadline = time.monotonic() - 0.01
+    with pytest.raises(NodeError, match="out of time"):
+        execute_node("tell", "notify", {"title": "late", **config}, ctx)
+    assert httpserver.log == []
