@@ -57,7 +57,10 @@ def session_server_log_is_clean():
     if _SERVER is not None:
         from support.prefect_server import server_log_problems
 
-        problems = server_log_problems(_SERVER.output())
+        # Prefect's own ephemeral SQLite server sometimes fails a state proposal under write
+        # contention and logs it; the client retries the proposal (seen once in ~800 tests)
+        known = ["Encountered error during state validation"]
+        problems = server_log_problems(_SERVER.output(), allowed=known)
         assert not problems, "the session's Prefect server logged:\n" + "\n---\n".join(problems[:3])
 
 
