@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from flows.live import emit
 
-__all__ = ["RetryWatcher", "one_line_node_errors", "progress_printer", "quiet_engine_lines"]
+__all__ = ["RetryWatcher", "progress_printer", "quiet_engine_lines"]
 
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 _ENGINE_NOISE = ("Finished in state", "Task run failed with", "Encountered exception", "Crash detected")
@@ -42,31 +42,6 @@ class _Quiet(logging.Filter):
 
 
 _QUIET = _Quiet()
-
-
-class _OneLine(logging.Filter):
-    """A NodeError is an expected failure (a 5xx, a refused connection): its record is the
-    engine's one line, `Task run failed with exception: DeliveryError('...')`, with no
-    traceback. Any other exception (`execute_node` wraps it, marked `unexpected`) is a
-    bug and keeps its traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from nodes.errors import NodeError
-
-        exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
-        if isinstance(exc, NodeError) and not getattr(exc, "unexpected", False):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-_ONE_LINE = _OneLine()
-
-
-def one_line_node_errors() -> None:
-    """Drop the traceback from the task engine's records of NodeErrors (API, UI and console)."""
-    logger = logging.getLogger("prefect.task_runs")
-    if _ONE_LINE not in logger.filters:
-        logger.addFilter(_ONE_LINE)
 
 
 _RETRY = re.compile(r"(?P<seconds>[\d.]+) second")

@@ -30,9 +30,9 @@ from prefect.utilities.annotations import quote  # noqa: E402
 from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
 
 from flows.approval import wait_for_approval  # noqa: E402
-from flows.console import one_line_node_errors  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine import RunBook, WhenFailed  # noqa: E402
+from flows.engine_logs import one_line_node_errors  # noqa: E402
 from flows.limits import check_value_depth  # noqa: E402
 from flows.live import CANCELLED, PROGRESS, emit, watch_loop  # noqa: E402
 from flows.policies import HOOKS, remember  # noqa: E402
