@@ -67,7 +67,7 @@ def measure(url: str, groups: list[str], batch: int) -> float:
 
 def bench(url: str, repeats: int, batch: int, batches: int) -> tuple[list[float], list[float]]:
     from nodes.base import NodeContext, RunInfo
-    from nodes.ingest import store
+    from nodes.incidents import store
     from nodes.ingest.node import Config, run
 
     try:

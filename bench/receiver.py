@@ -68,7 +68,7 @@ def start_receiver(
         env["OPSFLOW_DATABASE_URL"] = f"sqlite:///{journal}"
         options += ", journal=True"
     code = (
-        "import uvicorn; from deployments.receiver import create_app, freeze_heap; "
+        "import uvicorn; from deployments.receiver.app import create_app, freeze_heap; "
         f"app = create_app({api_url!r}{options}); freeze_heap(); "
         f"uvicorn.run(app, host='127.0.0.1', port={port}, log_level='error', access_log=False)"
     )
@@ -151,7 +151,7 @@ async def profile(deployment_id, samples: int = 20) -> dict:
     """Where one request's time goes: the two Prefect calls `run_deployment` makes, in sequence."""
     from prefect.client.orchestration import get_client
 
-    from deployments._receiver_alerts import idempotency_key, summarize
+    from deployments.receiver.alerts import idempotency_key, summarize
 
     reads, creates, local = [], [], []
     async with get_client() as client:

@@ -96,7 +96,7 @@ class PrefectServer:
 
 def local_server_at(home: str):
     """opsflow's LocalServer on its own PREFECT_HOME, leaving this process's environment as it was."""
-    from flows.server import LocalServer
+    from flows.local_server import LocalServer
     from flows.settings import DEFAULTS
 
     saved = dict(os.environ)
@@ -119,7 +119,7 @@ def prefect_server(work: Path, postgres: str | None, prefix: str) -> Iterator[st
     the admin URL `postgres` reaches, dropped once the server has stopped. Must run
     before this process imports Prefect (it reads its settings once). Yields the API URL.
     """
-    from flows.server import start_local_server
+    from flows.local_server import start_local_server
     from flows.settings import apply_prefect_defaults
 
     with contextlib.ExitStack() as stack:

@@ -212,8 +212,8 @@ async def _tell_crashed_runs(client, since: datetime) -> datetime:
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.logging.loggers import flow_run_logger
 
+    from flows.hooks import tell_crashed_run
     from flows.pipeline import FLOW_NAME
-    from flows.policies import tell_crashed_run
 
     checked_at = datetime.now(UTC)
     try:
@@ -239,10 +239,10 @@ async def _tell_crashed_runs(client, since: datetime) -> datetime:
 
 
 async def _watch_for_crashes() -> None:
-    """The automation that ends runs Crashed when this process dies mid-run (flows.crashes)."""
+    """The automation that ends runs Crashed when this process dies mid-run (deployments.crashes)."""
     from prefect.client.orchestration import get_client
 
-    from flows.crashes import ensure_crash_automation
+    from deployments.crashes import ensure_crash_automation
 
     try:
         async with get_client() as client:
@@ -271,7 +271,7 @@ async def run_receiver(host: str, port: int, journal: bool, stopping: asyncio.Ev
     """The alert receiver in this event loop, stopped with the pipeline server."""
     import uvicorn
 
-    from deployments.receiver import create_app, freeze_heap
+    from deployments.receiver.app import create_app, freeze_heap
 
     class Embedded(uvicorn.Server):
         def capture_signals(self):  # the pipeline server owns SIGINT/SIGTERM

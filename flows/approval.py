@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from flows.definition import Node
-from flows.live import emit
+from flows.progress import emit
 from nodes.approval import Answer, outcome
 from nodes.base import NodeContext
 from nodes.runtime import node_result, validate_config

@@ -272,7 +272,7 @@ def load_definition(
 
     A string naming an existing file (or ending in .json) is a path; any other string
     is a definition name looked up in `definitions_dir()`. A block managed in the Prefect
-    UI (flows.blocks) is used for `block:NAME`, for `source="block"`, and for a name with
+    UI (flows.catalog) is used for `block:NAME`, for `source="block"`, and for a name with
     no file when a Prefect API is configured.
     """
     if isinstance(ref, dict):
@@ -281,7 +281,7 @@ def load_definition(
         text = str(ref)
         is_path = isinstance(ref, Path) or text.endswith(".json") or os.sep in text
         if not is_path and _block_wanted(text, source):
-            from flows.blocks import block_definition_for  # imports Prefect: only when a block is wanted
+            from flows.catalog import block_definition_for  # imports Prefect: only when a block is wanted
 
             pipeline = block_definition_for(text, source=source)
             if pipeline is not None:
@@ -299,7 +299,7 @@ def _block_wanted(text: str, source: str) -> bool:
         return True
     if source == "file" or (definitions_dir() / f"{text}.json").exists():  # a directory: say so
         return False
-    from flows.server import configured_api_url  # env/profile only; no Prefect import
+    from flows.local_server import configured_api_url  # env/profile only; no Prefect import
 
     return configured_api_url() is not None
 

@@ -8,7 +8,7 @@ from nodes.errors import UsageError
 
 
 def incidents_table(status: str | None, limit: int) -> list[str]:
-    from nodes.ingest.store import list_incidents
+    from nodes.incidents.store import list_incidents
 
     if status is not None and status not in ("open", "resolved"):
         raise UsageError(f"--status must be open or resolved, not {status!r}")
@@ -26,7 +26,7 @@ def incidents_table(status: str | None, limit: int) -> list[str]:
 
 
 def incident_lines(incident_id: str) -> list[str] | None:
-    from nodes.ingest.store import get_incident
+    from nodes.incidents.store import get_incident
 
     if not incident_id.isdigit():
         raise UsageError(f"Incident id must be a number: {incident_id}")

@@ -1,7 +1,7 @@
 """The one Prefect flow: read a definition, run each node as a task, return the Run result.
 
 Prefect owns retries, timeouts, run history and the UI; the flow only decides which
-node runs when (see `flows.engine`) and passes outputs along.
+node runs when (see `flows.runbook`) and passes outputs along.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
 
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
-from flows.engine import RunBook, WhenFailed  # noqa: E402
 from flows.engine_logs import one_line_node_errors  # noqa: E402
+from flows.hooks import HOOKS, remember  # noqa: E402
 from flows.limits import check_value_depth  # noqa: E402
-from flows.live import CANCELLED, PROGRESS, emit, watch_loop  # noqa: E402
-from flows.policies import HOOKS, remember  # noqa: E402
+from flows.progress import CANCELLED, PROGRESS, emit, watch_loop  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
+from flows.runbook import RunBook, WhenFailed  # noqa: E402
 from flows.stage import outputs_markdown  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
 from nodes.errors import DefinitionError, NodeError, OpsflowError  # noqa: E402
@@ -239,7 +239,7 @@ async def run_pipeline(
 
 
 def _stored_incident(incident_id: str) -> dict[str, Any]:
-    from nodes.ingest.store import get_incident
+    from nodes.incidents.store import get_incident
 
     incident = get_incident(int(incident_id)) if str(incident_id).isdigit() else None
     if incident is None:

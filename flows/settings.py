@@ -14,7 +14,7 @@ DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     # write each task-run event at once, so history is complete when a run ends
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "1",
-    # a heartbeat every 30 s (Prefect's minimum) lets a dead run be marked Crashed (flows.crashes)
+    # a heartbeat every 30 s (Prefect's minimum) lets a dead run be marked Crashed (deployments.crashes)
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
 }
 

@@ -92,7 +92,7 @@ def run_stage(
 
 
 def _read_secret(name: str) -> str:
-    from flows.runner import with_api
+    from flows.prefect_api import with_api
 
     def load() -> str:
         from prefect.blocks.system import Secret

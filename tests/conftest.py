@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("PREFECT_API_URL", None)
     os.environ.pop("OPSFLOW_DEFINITIONS_DIR", None)
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    from flows.server import start_local_server
+    from flows.local_server import start_local_server
     from flows.settings import apply_prefect_defaults
 
     apply_prefect_defaults()
@@ -117,7 +117,7 @@ def cli_run(monkeypatch, capsys):
     """Run `pipeline ARGS` in this process: (exit code, stdout, stderr)."""
     import sys
 
-    from flows import cli
+    from deployments.cli import app as cli
 
     def go(*args: str) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["pipeline", *args])

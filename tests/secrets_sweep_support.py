@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# the console script users run (`python -m flows.cli` does not register the Prefect commands)
+# the console script users run (the `pipeline` script)
 PIPELINE = Path(sys.executable).with_name("pipeline")
 
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from pytest_httpserver import HTTPServer
 
-from flows import cli
+from deployments.cli import app as cli
 from nodes.base import NodeContext, RunInfo
 from nodes.ingest.samples import sample_payload
 from nodes.runtime import execute_node

@@ -51,7 +51,7 @@ def write(directory: Path, raw: dict) -> Path:
 def read_document(name: str):
     from prefect.client.orchestration import get_client
 
-    from flows.blocks import BLOCK_TYPE_SLUG
+    from flows.catalog import BLOCK_TYPE_SLUG
 
     with get_client(sync_client=True) as client:
         return client.read_block_document_by_name(name=name, block_type_slug=BLOCK_TYPE_SLUG)
@@ -75,7 +75,7 @@ def ui_edit(name: str, change) -> None:
 def test_block_type_is_registered_with_slug_and_described_fields(prefect_api):
     from prefect.client.orchestration import get_client
 
-    from flows.blocks import PipelineDefinitionBlock
+    from flows.catalog import PipelineDefinitionBlock
 
     PipelineDefinitionBlock.register_type_and_schema(_sync=True)
     with get_client(sync_client=True) as client:
@@ -88,7 +88,7 @@ def test_block_type_is_registered_with_slug_and_described_fields(prefect_api):
 
 
 def test_publish_stores_the_file_definition_as_a_block(prefect_api, defs_dir, name):
-    from flows.blocks import load_block_definition, publish
+    from flows.catalog import load_block_definition, publish
     from flows.definition import load_definition
 
     raw = definition(name)
@@ -107,7 +107,7 @@ def test_publish_stores_the_file_definition_as_a_block(prefect_api, defs_dir, na
 
 
 def test_publish_by_path_uses_the_definition_name(prefect_api, tmp_path, name):
-    from flows.blocks import publish
+    from flows.catalog import publish
 
     path = tmp_path / "somewhere.json"
     path.write_text(json.dumps(definition(name)))
@@ -116,7 +116,7 @@ def test_publish_by_path_uses_the_definition_name(prefect_api, tmp_path, name):
 
 
 def test_revision_bumps_on_changed_publish_not_on_identical_publish(prefect_api, defs_dir, name):
-    from flows.blocks import load_block_definition, publish
+    from flows.catalog import load_block_definition, publish
 
     write(defs_dir, definition(name))
     assert publish(name) == (name, 1)
@@ -129,7 +129,7 @@ def test_revision_bumps_on_changed_publish_not_on_identical_publish(prefect_api,
 
 
 def test_ui_edit_is_used_with_a_new_hash_and_recorded_as_the_next_revision(prefect_api, defs_dir, name):
-    from flows.blocks import load_block_definition, publish
+    from flows.catalog import load_block_definition, publish
 
     write(defs_dir, definition(name))
     publish(name)
@@ -152,7 +152,7 @@ def test_ui_edit_is_used_with_a_new_hash_and_recorded_as_the_next_revision(prefe
 
 
 def test_loading_without_record_leaves_the_revision_alone(prefect_api, defs_dir, name):
-    from flows.blocks import load_block_definition, publish
+    from flows.catalog import load_block_definition, publish
 
     write(defs_dir, definition(name))
     publish(name)
@@ -162,7 +162,7 @@ def test_loading_without_record_leaves_the_revision_alone(prefect_api, defs_dir,
 
 
 def test_invalid_definition_is_refused_by_the_block_model_with_every_problem(prefect_api, name):
-    from flows.blocks import PipelineDefinitionBlock
+    from flows.catalog import PipelineDefinitionBlock
 
     bad = definition(name)
     bad["nodes"][0]["type"] = "teleport"
@@ -181,7 +181,7 @@ def test_invalid_definition_is_refused_by_the_block_model_with_every_problem(pre
 
 
 def test_invalid_edit_made_past_the_model_fails_the_load_naming_the_block(prefect_api, defs_dir, name):
-    from flows.blocks import load_block_definition, publish
+    from flows.catalog import load_block_definition, publish
 
     write(defs_dir, definition(name))
     publish(name)
@@ -195,14 +195,14 @@ def test_invalid_edit_made_past_the_model_fails_the_load_naming_the_block(prefec
 
 
 def test_missing_block_is_none(prefect_api):
-    from flows.blocks import load_block_definition
+    from flows.catalog import load_block_definition
 
     assert load_block_definition(f"absent-{uuid.uuid4().hex[:8]}") is None
     assert load_block_definition("Not_A_Block_Name") is None
 
 
 def test_publish_refuses_a_name_prefect_cannot_store(prefect_api, defs_dir):
-    from flows.blocks import publish
+    from flows.catalog import publish
 
     raw = definition(f"under_score_{uuid.uuid4().hex[:6]}")
     write(defs_dir, raw)
@@ -211,7 +211,7 @@ def test_publish_refuses_a_name_prefect_cannot_store(prefect_api, defs_dir):
 
 
 def test_pull_writes_the_block_back_and_guards_local_changes(prefect_api, defs_dir, tmp_path, name):
-    from flows.blocks import publish, pull
+    from flows.catalog import publish, pull
 
     path = write(defs_dir, definition(name))
     publish(name)
@@ -236,7 +236,7 @@ def test_pull_writes_the_block_back_and_guards_local_changes(prefect_api, defs_d
 
 
 def test_pull_of_a_missing_block_says_so(prefect_api, defs_dir):
-    from flows.blocks import pull
+    from flows.catalog import pull
 
     missing = f"absent-{uuid.uuid4().hex[:8]}"
     with pytest.raises(DefinitionError, match=f"not found: block {missing}"):
@@ -244,7 +244,7 @@ def test_pull_of_a_missing_block_says_so(prefect_api, defs_dir):
 
 
 def test_block_is_used_when_asked_or_when_no_file_exists(prefect_api, defs_dir, name):
-    from flows.blocks import block_definition_for, publish
+    from flows.catalog import block_definition_for, publish
 
     path = write(defs_dir, definition(name))
     publish(name)
@@ -266,7 +266,7 @@ def test_block_is_used_when_asked_or_when_no_file_exists(prefect_api, defs_dir, 
 
 
 def test_no_configured_api_means_no_fallback(defs_dir, monkeypatch, tmp_path):
-    from flows.blocks import block_definition_for
+    from flows.catalog import block_definition_for
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "no-profiles.toml"))
@@ -277,7 +277,7 @@ def test_an_async_flow_run_reads_the_edited_block(prefect_api, defs_dir, name):
     """The pipeline flow is async: the block is read with the sync client inside its event loop."""
     from prefect import flow
 
-    from flows.blocks import block_definition_for, publish
+    from flows.catalog import block_definition_for, publish
 
     path = write(defs_dir, definition(name))
     publish(name)
@@ -304,13 +304,13 @@ def test_unreachable_api_is_one_clean_error(prefect_api):
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.blocks import load_block_definition
+    from flows.catalog import load_block_definition
 
     with socket.socket() as sock:  # a loopback port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
-        with pytest.raises(OpsflowError, match="cannot reach the Prefect API") as caught:
+        with pytest.raises(OpsflowError, match="Cannot reach the Prefect API") as caught:
             load_block_definition("anything")
     assert not isinstance(caught.value, DefinitionError)
 
@@ -332,7 +332,7 @@ def with_typed_keys(name: str) -> dict:
 def test_publish_refuses_keys_typed_in_naming_each_field_and_stores_nothing(prefect_api, defs_dir, name):
     from prefect.exceptions import ObjectNotFound
 
-    from flows.blocks import PipelineDefinitionBlock, publish
+    from flows.catalog import PipelineDefinitionBlock, publish
 
     write(defs_dir, with_typed_keys(name))
     with pytest.raises(OpsflowError) as caught:
@@ -350,7 +350,7 @@ def test_publish_refuses_keys_typed_in_naming_each_field_and_stores_nothing(pref
 
 
 def test_publish_keeps_references_to_secret_blocks(prefect_api, defs_dir, name):
-    from flows.blocks import publish
+    from flows.catalog import publish
 
     raw = with_typed_keys(name)
     raw["nodes"][1]["config"]["webhook_url"] = "${SLACK_WEBHOOK_URL}"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from flows import cli
+from deployments.cli import app as cli
 
 PYTHON = sys.executable
 
@@ -189,7 +189,7 @@ FAST_COMMANDS = [
 def test_fast_commands_never_import_prefect(args):
     code = (
         "import sys\n"
-        "from flows.cli import main\n"
+        "from deployments.cli.app import main\n"
         f"sys.argv = ['pipeline', *{args!r}]\n"
         "try:\n"
         "    main()\n"
@@ -261,7 +261,7 @@ def test_cli_run_on_the_ephemeral_default_records_every_task_run(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(home)
     done = subprocess.run(
-        [PYTHON, "-m", "flows.cli", "run", "--config", str(path), "--json"],
+        [PYTHON, "-m", "deployments.cli", "run", "--config", str(path), "--json"],
         capture_output=True,
         text=True,
         env=env,

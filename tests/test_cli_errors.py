@@ -18,7 +18,11 @@ def pipeline(*args: str, api: str | None, timeout: float = 180) -> subprocess.Co
     if api:
         env["PREFECT_API_URL"] = api
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+        [sys.executable, "-m", "deployments.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )
 
 
@@ -112,7 +116,7 @@ def test_approve_a_run_that_is_not_paused_and_run_refs(prefect_api, tmp_path):
 def test_a_reader_that_stops_early_is_not_an_error(prefect_api):
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", "-d", "health-check"],
+        [sys.executable, "-m", "deployments.cli", "run", "-d", "health-check"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

@@ -58,7 +58,7 @@ def test_run_stage_usage_errors(cli_run, prefect_api, tmp_path):
 def run_command(*args: str, api: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_API_URL": api}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env, timeout=180
+        [sys.executable, "-m", "deployments.cli", *args], capture_output=True, text=True, env=env, timeout=180
     )
 
 
@@ -90,7 +90,7 @@ def test_a_waiting_approval_shows_the_command_that_answers_it(prefect_api, tmp_p
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     with stderr_file.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "run", "-c", str(path)],
+            [sys.executable, "-m", "deployments.cli", "run", "-c", str(path)],
             stdout=subprocess.PIPE,
             stderr=stderr,
             env=env,

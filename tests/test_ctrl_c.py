@@ -63,7 +63,7 @@ def _no_leftovers():
 
 def start(path: str, env: dict[str, str], stderr_file: Path) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", "--config", path],
+        [sys.executable, "-m", "deployments.cli", "run", "--config", path],
         stdout=subprocess.DEVNULL,
         stderr=stderr_file.open("w"),
         env=env,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.definition import load_definition, validate
-from flows.schema import SCHEMA_PATH, schema_text
+from flows.json_schema import SCHEMA_PATH, schema_text
 from nodes.errors import DefinitionError
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.envfile import load_env_file, parse_env_file, parse_env_text
+from deployments.cli.envfile import load_env_file, parse_env_file, parse_env_text
 from nodes.errors import OpsflowError
 
 SECRET = "sk-live-4f9c2b7e1d0a"

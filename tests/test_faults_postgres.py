@@ -5,7 +5,7 @@ with `pg_ctl restart -m fast` while threads ingest through one shared engine, as
 worker's concurrent nodes do; then stopped under a flow run whose ingest node must
 retry until it is back. The machine's shared server is never touched.
 
-The store's consistency invariant (nodes/ingest/store.py, schema.py): one delivery is
+The store's consistency invariant (nodes/incidents/store.py, schema.py): one delivery is
 one transaction, so an incident and the alerts it was opened with are written
 together or not at all. There is never an incident without alerts, every stored
 alert counts exactly the deliveries that were committed, and an incident is open
@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from nodes.errors import IngestError
-from nodes.ingest import store
+from nodes.incidents import store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 

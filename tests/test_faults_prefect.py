@@ -57,7 +57,7 @@ def start_receiver(api_url: str, tmp_path: Path, journal: bool) -> tuple[subproc
     env = {**os.environ, "PREFECT_API_URL": api_url, "OPSFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}"}
     env.pop("OPSFLOW_RECEIVER_TOKEN", None)
     code = (
-        "import uvicorn; from deployments.receiver import create_app; "
+        "import uvicorn; from deployments.receiver.app import create_app; "
         f"uvicorn.run(create_app(timeout=5, concurrency=8, journal={journal}), host='127.0.0.1', "
         f"port={port}, log_level='error')"
     )

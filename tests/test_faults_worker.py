@@ -123,8 +123,8 @@ def test_a_worker_killed_mid_run_leaves_a_crashed_run_whole_incidents_and_a_reru
 ):
     from prefect.client.orchestration import SyncPrefectClient, get_client
 
-    from flows.crashes import ensure_crash_automation
-    from nodes.ingest import store
+    from deployments.crashes import ensure_crash_automation
+    from nodes.incidents import store
 
     target = Target()
     definitions = tmp_path / "definitions"

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nodes.ingest import store
+from nodes.incidents import store
 
 PROCESSES = 3
 THREADS = 6
@@ -94,9 +94,9 @@ def ingest_together(url: str, keys: list[str], scenario: str, start_at: float, o
 def check_serial_outcome(url: str, key: str, scenario: str) -> None:
     from sqlalchemy import select
 
-    from nodes.ingest.db import get_engine
-    from nodes.ingest.schema import alerts_table as A
-    from nodes.ingest.schema import incidents_table as Inc
+    from nodes.incidents.db import get_engine
+    from nodes.incidents.tables import alerts_table as A
+    from nodes.incidents.tables import incidents_table as Inc
 
     with get_engine(url).connect() as conn:
         incidents = conn.execute(

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nodes.errors import IngestError
-from nodes.ingest import FORMATS, HTTP_KEY, detect_format, get_format, store
+from nodes.incidents import store
+from nodes.ingest import FORMATS, HTTP_KEY, detect_format, get_format
 from nodes.ingest.alert import MAX_NAME, SEVERITIES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -361,7 +362,7 @@ def check_error(exc: IngestError) -> None:
 
 
 def check_parsed(parsed) -> None:
-    """What the incident store needs from every alert (columns in nodes/ingest/schema.py)."""
+    """What the incident store needs from every alert (columns in nodes/incidents/tables.py)."""
     if parsed.ignored:
         assert isinstance(parsed.ignored, str) and parsed.alerts == []
         storable_text(parsed.ignored, *(str(v) for v in parsed.extra.values()))

@@ -14,7 +14,8 @@ import pytest
 import nodes
 from nodes.base import NodeContext, RunInfo
 from nodes.errors import ConfigError, IngestError, NodeError
-from nodes.ingest import HTTP_KEY, store
+from nodes.incidents import store
+from nodes.ingest import HTTP_KEY
 from nodes.ingest.samples import SAMPLE_PAYLOAD, sample_payload
 from nodes.runtime import execute_node
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from nodes.errors import IngestError
-from nodes.ingest import get_format, store
+from nodes.incidents import store
+from nodes.ingest import get_format
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -91,7 +91,7 @@ def failed_run(prefect_api):
 
 
 def test_show_rebuilds_a_failed_run_from_the_api(failed_run):
-    from flows.inspect import show_run
+    from flows.past_runs import show_run
 
     text = asyncio.run(show_run(failed_run["run_id"]))
     assert text.startswith("=" * 60 + "\nPIPELINE RESULT\n")
@@ -128,7 +128,7 @@ def test_show_rebuilds_a_failed_run_from_the_api(failed_run):
 
 
 def test_read_run_matches_the_run_result(failed_run):
-    from flows.inspect import read_run
+    from flows.past_runs import read_run
 
     rebuilt = asyncio.run(read_run(failed_run["run_id"]))
     for key in ("trace_id", "run_id", "definition", "definition_version", "status", "error"):
@@ -150,7 +150,7 @@ def test_read_run_matches_the_run_result(failed_run):
 
 
 def test_show_from_cli_as_json(failed_run):
-    from flows.inspect import show_from_cli
+    from flows.past_runs import show_from_cli
 
     data = json.loads(show_from_cli(failed_run["run_id"], as_json=True))
     assert data["status"] == "failed" and data["artifact"]["key"] == "opsflow-inspect-test"
@@ -167,7 +167,7 @@ def test_show_partial_run_with_retries(run):
         )
     )
     assert result["status"] == "partial"
-    from flows.inspect import read_run, show_run
+    from flows.past_runs import read_run, show_run
 
     text = asyncio.run(show_run(result["run_id"]))
     assert "Status: partial" in text
@@ -180,7 +180,7 @@ def test_show_partial_run_with_retries(run):
 
 @pytest.mark.parametrize("bad", ["not-a-uuid", "", str(uuid.UUID(int=7))])
 def test_unknown_or_malformed_id_is_a_clean_error(prefect_api, bad):
-    from flows.inspect import print_logs, show_run
+    from flows.past_runs import print_logs, show_run
 
     with pytest.raises(OpsflowError, match=rf"^Flow run not found: {re.escape(bad)}$"):
         asyncio.run(show_run(bad))
@@ -196,7 +196,7 @@ def _parsed(text: str) -> list[tuple[str, str, str, str]]:
 
 
 def test_logs_print_every_line_oldest_first(failed_run):
-    from flows.inspect import print_logs
+    from flows.past_runs import print_logs
 
     out = io.StringIO()
     count = asyncio.run(print_logs(failed_run["run_id"], False, out))
@@ -213,7 +213,7 @@ def test_logs_print_every_line_oldest_first(failed_run):
 
 
 def test_follow_on_a_finished_run_ends_at_once_with_the_same_lines(failed_run):
-    from flows.inspect import print_logs
+    from flows.past_runs import print_logs
 
     once, followed = io.StringIO(), io.StringIO()
     asyncio.run(print_logs(failed_run["run_id"], False, once))
@@ -228,7 +228,7 @@ def test_follow_prints_new_lines_until_the_run_is_final(prefect_api, monkeypatch
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
     from flows.history import flush_client_queues
-    from flows.inspect import print_logs
+    from flows.past_runs import print_logs
     from flows.pipeline import run_pipeline
 
     GATE.clear()
@@ -312,7 +312,7 @@ def _scheduled_run(message: str | None = None):
 
 
 def test_show_a_run_that_left_no_artifacts(prefect_api):
-    from flows.inspect import read_run, show_run
+    from flows.past_runs import read_run, show_run
 
     flow_run = _scheduled_run()
     rebuilt = asyncio.run(read_run(str(flow_run.id)))
@@ -328,7 +328,7 @@ def test_ctrl_c_stops_following_cleanly(prefect_api):
     """A run that never ends (pending, no worker): Ctrl-C is how `logs --follow` stops."""
     flow_run = _scheduled_run("hello from a scheduled run")
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONUNBUFFERED": "1"}
-    script = f"from flows.inspect import logs_from_cli; logs_from_cli({str(flow_run.id)!r}, True)"
+    script = f"from flows.past_runs import logs_from_cli; logs_from_cli({str(flow_run.id)!r}, True)"
     process = subprocess.Popen(
         [sys.executable, "-c", script],
         cwd=ROOT,
@@ -357,7 +357,7 @@ def test_an_unreachable_api_is_a_clean_error(tmp_path):
         "PREFECT_API_URL": "http://opsflow:hunter2-pw@127.0.0.1:1/api",
     }
     script = (
-        "from flows.inspect import show_from_cli\n"
+        "from flows.past_runs import show_from_cli\n"
         "from nodes.errors import OpsflowError\n"
         "try:\n"
         f"    show_from_cli({str(uuid.uuid4())!r})\n"

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from nodes.base import NodeContext, RunInfo, Secrets
 from nodes.errors import ProviderError
 from nodes.intelligence import PROVIDERS, get_provider
+from nodes.intelligence.analysis import JSON_SCHEMA, Analysis, Recommendation, parse_analysis
 from nodes.intelligence.node import Config, required_settings, run
 from nodes.intelligence.prompt import build_prompt, estimate_tokens
 from nodes.intelligence.redact import redact_text
 from nodes.intelligence.rules import THRESHOLDS
-from nodes.intelligence.schema import JSON_SCHEMA, Analysis, Recommendation, parse_analysis
 
 
 def make_ctx(nodes=None, incident=None, secrets=(), **kw) -> NodeContext:

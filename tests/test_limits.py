@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from deployments.cli.envfile import parse_env_file
 from flows.definition import load_definition, validate
-from flows.envfile import parse_env_file
 from flows.limits import MAX_DEFINITION_BYTES, MAX_DEPTH, MAX_ENV_FILE_BYTES, MAX_NODES, MAX_PAYLOAD_BYTES
 from nodes.errors import DefinitionError, OpsflowError
 
@@ -33,7 +33,7 @@ def test_a_deep_definition_in_the_directory_does_not_crash_list_validate_or_doct
     assert code == 2 and "✓ good" in out
     assert f"nested more than {MAX_DEPTH} levels deep (the limit)" in err
     assert "Traceback" not in out + err and "RecursionError" not in out + err
-    from flows.doctor import run_checks
+    from deployments.cli.doctor import run_checks
 
     lines = [line for _, line in run_checks()]
     assert any(line.startswith("definition deep: invalid") and "nested more than" in line for line in lines)

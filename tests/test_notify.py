@@ -609,7 +609,7 @@ def test_config_error_for_missing_email_host(monkeypatch):
 
 
 def test_memory_is_bounded():
-    from nodes.ingest import run_memory
+    from nodes.incidents import run_memory
 
     for i in range(run_memory._LOCAL_LIMIT + 10):
         run_memory.remember(f"t{i}", "n", "0:console:x", {"driver": "console"}, durable=False)

@@ -124,7 +124,7 @@ def test_a_cli_run_stores_scrubbed_parameters_and_incident_rows(prefect_api, tmp
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "OPSFLOW_DATABASE_URL": f"sqlite:///{database}"}
     payload = with_secrets(unique("CliScrub"))
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--config", str(definition), "--json"]
+        [sys.executable, "-m", "deployments.cli", "run", "--config", str(definition), "--json"]
         + ["--trace-id", trace, "--payload", json.dumps(payload)],
         capture_output=True,
         text=True,
@@ -147,7 +147,8 @@ def test_a_cli_run_stores_scrubbed_parameters_and_incident_rows(prefect_api, tmp
 
 def test_the_store_scrubs_alerts_that_reach_it_unscrubbed(tmp_path):
     # a signed PagerDuty body reaches the ingest node as sent (its signature needs the bytes)
-    from nodes.ingest import get_format, store
+    from nodes.incidents import store
+    from nodes.ingest import get_format
 
     payload = with_secrets(unique("StoreScrub"))
     parsed = get_format("alertmanager").parse(payload)

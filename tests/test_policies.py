@@ -178,7 +178,7 @@ def test_the_crash_automation_matches_only_opsflow_runs():
     from prefect.server.events.schemas.automations import AutomationCore
     from prefect.server.events.schemas.events import ReceivedEvent
 
-    from flows.crashes import crash_automation
+    from deployments.crashes import crash_automation
 
     trigger = AutomationCore.model_validate(crash_automation()).trigger
 

@@ -134,7 +134,7 @@ def deployments(prefect_api) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def receiver(deployments) -> str:
     """The receiver's base URL (no token configured)."""
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     # a generous bound: a loaded test machine must not turn into 503s here
     with ThreadedServer(create_app(timeout=60)) as server:
@@ -412,7 +412,7 @@ def test_a_deployment_deleted_and_recreated_is_found_again_and_a_deleted_one_is_
 def test_bearer_token_is_required_when_configured_and_never_echoed(deployments, monkeypatch, caplog):
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     monkeypatch.setenv("OPSFLOW_RECEIVER_TOKEN", TOKEN)
     caplog.set_level(logging.DEBUG)
@@ -438,7 +438,7 @@ def test_bearer_token_is_required_when_configured_and_never_echoed(deployments, 
 def test_prefect_down_is_503_and_a_retry_once_it_is_back_succeeds(deployments, prefect_api):
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     upstream = httpx.URL(prefect_api)
     port = free_port()
@@ -463,7 +463,7 @@ def test_prefect_down_is_503_and_a_retry_once_it_is_back_succeeds(deployments, p
 def test_prefect_errors_and_silence_are_503(deployments, httpserver):
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     httpserver.expect_request("/api/deployments/name/run-pipeline/alert-triage").respond_with_json(
         {"detail": "database is locked"}, status=500

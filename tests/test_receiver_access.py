@@ -22,7 +22,7 @@ TOKEN = "rcv-file-token-4f1e9a7c2b"
 def pipeline(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_RECEIVER_TOKEN")}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "deployments.cli", *args],
         env={**clean, "PREFECT_API_URL": UNREACHABLE_API, **env},
         capture_output=True,
         text=True,
@@ -95,7 +95,7 @@ def test_token_and_token_file_together_is_an_error(tmp_path):
 def test_a_token_file_allows_off_loopback_and_is_what_the_receiver_requires(
     tmp_path: Path, prefect_api: str, monkeypatch
 ):
-    from flows.access import check_receiver_access
+    from deployments.receiver.access import check_receiver_access
 
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")  # as `echo TOKEN > file` writes it
@@ -107,7 +107,7 @@ def test_a_token_file_allows_off_loopback_and_is_what_the_receiver_requires(
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_RECEIVER_TOKEN")}
     env = {**clean, "PREFECT_API_URL": prefect_api, "OPSFLOW_RECEIVER_TOKEN_FILE": str(path)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "receiver", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "deployments.cli", "receiver", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

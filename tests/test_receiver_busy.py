@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from deployments._receiver_prefect import BUSY_RETRY_DELAYS, prefect_client
+from deployments.receiver.prefect import BUSY_RETRY_DELAYS, prefect_client
 
 LOCKED = {"exception_message": "Service Unavailable"}  # Prefect's answer to a locked SQLite
 

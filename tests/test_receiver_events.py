@@ -39,7 +39,7 @@ def test_events_from_a_receiver_served_inside_a_run_relate_to_each_alerts_run(de
     from prefect import flow
     from prefect.runtime import flow_run
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     port = free_port()
     marker = unique("EventName")

@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from test_ingest_fuzz import FORMATS, JUNK, TEXT, mutated
 
-from deployments._receiver_http import MAX_BODY_BYTES, MAX_DEPTH, is_json
-from deployments.receiver import ExecuteRequest, create_app
+from deployments.receiver.app import ExecuteRequest, create_app
+from deployments.receiver.http import MAX_BODY_BYTES, MAX_DEPTH, is_json
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from test_receiver_fuzz import TOKEN, _deep, fake_prefect, receiver  # noqa: F401
 
-from deployments._receiver_http import MAX_DEPTH
+from deployments.receiver.http import MAX_DEPTH
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -34,7 +34,7 @@ def wait_for_delivery(client, delivery_id: str, status: str, timeout: float = 60
 def test_an_alert_is_accepted_once_journaled_and_its_run_follows(deployments, tmp_path):  # noqa: F811
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     payload = alertmanager(unique("Journaled"))
     with TestClient(create_app(timeout=60, journal=f"sqlite:///{tmp_path / 'j.db'}")) as client:
@@ -60,7 +60,7 @@ def test_alerts_are_taken_while_prefect_is_down_and_run_after_a_receiver_restart
 ):
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     journal = f"sqlite:///{tmp_path / 'j.db'}"
     upstream = httpx.URL(prefect_api)
@@ -100,7 +100,7 @@ def test_a_run_prefect_refuses_is_kept_as_failed_with_prefects_reason(
 ):
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     name = unique("undeployed-").lower()
     definitions = tmp_path / "definitions"
@@ -121,7 +121,7 @@ def test_a_run_prefect_refuses_is_kept_as_failed_with_prefects_reason(
 def test_a_receiver_without_a_journal_has_no_deliveries(deployments):  # noqa: F811
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     with TestClient(create_app(timeout=60)) as client:
         response = client.get(f"/deliveries/{uuid.uuid4()}")
@@ -129,8 +129,8 @@ def test_a_receiver_without_a_journal_has_no_deliveries(deployments):  # noqa: F
 
 
 def test_a_full_journal_answers_503_so_the_sender_retries(tmp_path):
-    from deployments._receiver_http import ReceiverError
-    from deployments._receiver_journal import Journal
+    from deployments.receiver.http import ReceiverError
+    from deployments.receiver.journal import Journal
 
     async def scenario() -> ReceiverError:
         journal = Journal(f"sqlite:///{tmp_path / 'j.db'}", capacity=2)
@@ -154,7 +154,7 @@ def test_a_full_journal_answers_503_so_the_sender_retries(tmp_path):
 @pytest.mark.postgres
 def test_receivers_sharing_a_postgresql_journal_keep_one_entry_per_key_and_never_claim_twice(postgres_url):
     """Two receivers take the same 200 deliveries at once: 200 entries; their claims are disjoint."""
-    from deployments._receiver_journal import Journal
+    from deployments.receiver.journal import Journal
 
     keys = [f"shared-{i}" for i in range(200)]
     entries: dict[str, list] = {"a": [], "b": []}
@@ -211,7 +211,7 @@ def test_a_journal_that_cannot_be_opened_is_a_clear_error_not_a_traceback(
         "PREFECT_API_URL": "http://127.0.0.1:9/api",  # never reached
     }
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "receiver", "--journal"],
+        [sys.executable, "-m", "deployments.cli", "receiver", "--journal"],
         env=env,
         capture_output=True,
         text=True,

@@ -48,7 +48,7 @@ def test_a_failed_entry_is_queued_again_when_the_alert_is_delivered_again(
 ):
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     payload = alertmanager(unique("Refused"))
     with TestClient(create_app(timeout=60, journal=f"sqlite:///{tmp_path / 'j.db'}")) as client:
@@ -75,8 +75,8 @@ def test_receivers_sharing_a_journal_count_the_backlog_the_other_dispatched(
 ):
     """A's Prefect is down, so B dispatches A's entries: A must see its backlog fall and take
     alerts again. Counting only its own writes, A answered 503 for ever."""
-    from deployments import _receiver_journal
-    from deployments.receiver import create_app
+    from deployments.receiver import journal as _receiver_journal
+    from deployments.receiver.app import create_app
 
     monkeypatch.setattr(_receiver_journal, "CAPACITY", 3)
     down = f"http://127.0.0.1:{free_port()}/api"  # nothing listens: Prefect is down for A
@@ -111,8 +111,8 @@ def test_created_entries_expire_after_the_retention_and_failed_ones_are_kept(
 ):
     from fastapi.testclient import TestClient
 
-    from deployments._receiver_ids import new_id
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
+    from deployments.receiver.ids import new_id
 
     monkeypatch.setenv("OPSFLOW_JOURNAL_RETENTION_DAYS", str(1.5 / 86400))  # 1.5 s
     with TestClient(create_app(timeout=60, journal=f"sqlite:///{tmp_path / 'j.db'}")) as client:
@@ -146,7 +146,7 @@ def test_created_entries_expire_after_the_retention_and_failed_ones_are_kept(
 
 
 def test_a_bad_retention_setting_is_a_clear_error(tmp_path, monkeypatch):
-    from deployments._receiver_journal import Journal
+    from deployments.receiver.journal import Journal
     from nodes.errors import OpsflowError
 
     for bad in ("seven", "0", "-1", "nan"):
@@ -156,8 +156,8 @@ def test_a_bad_retention_setting_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_a_failed_entry_is_queued_again_even_when_the_journal_is_full(tmp_path):
-    from deployments._receiver_http import ReceiverError
-    from deployments._receiver_journal import Journal
+    from deployments.receiver.http import ReceiverError
+    from deployments.receiver.journal import Journal
 
     async def scenario():
         journal = Journal(f"sqlite:///{tmp_path / 'j.db'}", capacity=1)

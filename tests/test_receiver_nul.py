@@ -114,7 +114,7 @@ def post_until_run(url: str, body: str, api_url: str) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("journaled", [False, True], ids=["direct", "journal"])
 def test_nul_is_stripped_on_the_session_server(deployments, prefect_api, tmp_path, journaled):  # noqa: F811
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     body, stripped = nul_payload(unique("Nul"))
     journal = f"sqlite:///{tmp_path / 'j.db'}" if journaled else False
@@ -126,7 +126,7 @@ def test_nul_is_stripped_on_the_session_server(deployments, prefect_api, tmp_pat
 
 @pytest.mark.postgres
 def test_nul_is_stripped_for_prefect_on_postgresql(prefect_server, postgres_url, tmp_path):  # noqa: F811
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     for journal in (False, postgres_url):
         body, stripped = nul_payload(unique("NulPg"))
@@ -138,7 +138,7 @@ def test_nul_is_stripped_for_prefect_on_postgresql(prefect_server, postgres_url,
 
 @pytest.mark.parametrize("journaled", [False, True], ids=["direct", "journal"])
 def test_nul_fuzz_on_the_session_server(deployments, prefect_api, tmp_path, journaled):  # noqa: F811
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     journal = f"sqlite:///{tmp_path / 'j.db'}" if journaled else False
     with ThreadedServer(create_app(timeout=60, journal=journal)) as server:
@@ -146,7 +146,7 @@ def test_nul_fuzz_on_the_session_server(deployments, prefect_api, tmp_path, jour
 
 
 def test_text_without_nul_is_left_as_sent(deployments, prefect_api):  # noqa: F811
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     payload = alertmanager(unique("NoNul"))
     payload["alerts"][0]["annotations"]["literal"] = "a backslash then u0000: \\u0000"

@@ -99,7 +99,7 @@ FORMATS: dict[str, Callable[[str, str, int], dict]] = {
 
 @pytest.fixture(scope="module", params=[False, True], ids=["direct", "journal"])
 def receiver(request, deployments, tmp_path_factory):  # noqa: F811
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     journal = f"sqlite:///{tmp_path_factory.mktemp('refire') / 'j.db'}" if request.param else False
     with ThreadedServer(create_app(timeout=60, journal=journal)) as server:
@@ -145,7 +145,7 @@ def test_refiring_after_resolve_is_a_new_run_and_a_repeat_is_not(receiver, fmt):
 def test_an_alert_forgotten_after_its_retention_never_reuses_an_old_episodes_key(deployments):  # noqa: F811
     """Episode rows are pruned after a month of silence; the next firing must be a new run,
     not the first episode's (a counter restarting at 1 would give the first key again)."""
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     app = create_app(timeout=60)
     payload = generic(unique("Forgotten"), "firing", 1)
@@ -170,7 +170,7 @@ def test_concurrent_deliveries_of_one_refire_make_one_run(deployments, request, 
     """Senders retrying at once (or two receivers) agree on the one new episode."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     url = request.getfixturevalue("postgres_url") if journal else False
     marker = unique("Concurrent")

@@ -24,7 +24,7 @@ def store_url(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'incidents.db'}"
     monkeypatch.setenv("OPSFLOW_DATABASE_URL", url)
     yield url
-    from nodes.ingest.store import dispose_engines
+    from nodes.incidents.store import dispose_engines
 
     dispose_engines()
 
@@ -40,8 +40,8 @@ def ingest_as_the_run_would(payload: dict) -> dict:
 def seen(url: str, incident_id: int) -> list[tuple[str, int, object]]:
     from sqlalchemy import select
 
-    from nodes.ingest.db import get_engine
-    from nodes.ingest.schema import alerts_table as A
+    from nodes.incidents.db import get_engine
+    from nodes.incidents.tables import alerts_table as A
 
     query = select(A.c.fingerprint, A.c.receive_count, A.c.last_seen_at).where(A.c.incident_id == incident_id)
     with get_engine(url).connect() as conn:
@@ -55,7 +55,7 @@ def test_a_repeat_delivery_moves_receive_count_and_last_seen_without_a_run(
     tmp_path,
     journaled,
 ):
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     payload = alertmanager(unique("Repeat"))
     journal = f"sqlite:///{tmp_path / 'j.db'}" if journaled else False
@@ -81,8 +81,8 @@ def test_a_repeat_delivery_moves_receive_count_and_last_seen_without_a_run(
 
 
 def test_a_repeat_before_any_incident_is_stored_is_no_error(deployments, store_url):  # noqa: F811
-    from deployments.receiver import create_app
-    from nodes.ingest.store import list_incidents
+    from deployments.receiver.app import create_app
+    from nodes.incidents.store import list_incidents
 
     payload = alertmanager(unique("Early"))
     with ThreadedServer(create_app(timeout=60)) as server, httpx.Client(timeout=60) as http:

@@ -66,7 +66,7 @@ def test_definition_detail_masks_keys_typed_into_a_config_and_keeps_references(
 ):
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     typed = "https://hooks.slack.com/services/T0TYPED/B0TYPED/typedInSecret7f3a9c"
     definition = {
@@ -99,7 +99,7 @@ def test_definition_detail_masks_keys_typed_into_pipeline_notifications(
 ):
     from fastapi.testclient import TestClient
 
-    from deployments.receiver import create_app
+    from deployments.receiver.app import create_app
 
     slack = "https://hooks.slack.com/services/T0HOOK/B0HOOK/hookTypedSecret5d2e1b"
     pagerduty = "R0utingKeyTypedIn9a8b7c6d5e4f"

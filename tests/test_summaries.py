@@ -230,7 +230,7 @@ def test_a_run_logs_and_tabulates_each_nodes_line(prefect_api, hook_url, monkeyp
 def _pipeline(*args: str, api: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_API_URL": api}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env, timeout=180
+        [sys.executable, "-m", "deployments.cli", *args], capture_output=True, text=True, env=env, timeout=180
     )
 
 

@@ -81,7 +81,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     alerts = dedupe(parsed.alerts)
     key = group_key(parsed, alerts, config.group_by)
     if config.store:
-        from nodes.ingest import store
+        from nodes.incidents import store
 
         url = store.database_url(config.database_url.get_secret_value() if config.database_url else None)
         _track_secret_url(url, ctx)

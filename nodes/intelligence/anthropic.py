@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from nodes.base import NodeContext
 from nodes.errors import ConfigError, ProviderError
+from nodes.intelligence.analysis import parse_analysis
 from nodes.intelligence.openai_chat import retry_after
 from nodes.intelligence.prompt import Prompt
-from nodes.intelligence.schema import parse_analysis
 
 __all__ = ["API_KEY_ENV", "USES_PROMPT", "Config", "analyze"]
 

@@ -7,9 +7,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from nodes.base import NodeContext
+from nodes.intelligence.analysis import Analysis
 from nodes.intelligence.prompt import split_outputs
 from nodes.intelligence.rules import Finding, findings
-from nodes.intelligence.schema import Analysis
 
 __all__ = ["MODEL", "USES_PROMPT", "Config", "analyze"]
 

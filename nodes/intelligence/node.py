@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Valid
 from nodes.base import NodeContext
 from nodes.errors import DefinitionError, NodeError, ProviderError
 from nodes.intelligence import get_provider
+from nodes.intelligence.analysis import output
 from nodes.intelligence.prompt import Prompt, build_prompt
-from nodes.intelligence.schema import output
 
 __all__ = ["Config", "Fallback", "required_settings", "run"]
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from nodes.base import NodeContext
 from nodes.errors import ConfigError, ProviderError
+from nodes.intelligence.analysis import JSON_SCHEMA, parse_analysis
 from nodes.intelligence.prompt import Prompt
-from nodes.intelligence.schema import JSON_SCHEMA, parse_analysis
 
 __all__ = ["API_KEY_ENV", "USES_PROMPT", "Config", "analyze", "complete", "shared_client", "translate_error"]
 

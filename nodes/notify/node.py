@@ -2,7 +2,7 @@
 
 A retry does not re-send to channels an earlier attempt of the same run already reached:
 delivered channels are remembered per (trace id, node id) in the incident store's
-database (`nodes.ingest.run_memory`), so a flow run retried from the UI, or on another
+database (`nodes.incidents.run_memory`), so a flow run retried from the UI, or on another
 worker, remembers them too. Console output is remembered by this process only.
 """
 
@@ -184,7 +184,7 @@ def _keep_incident_state(state: dict[str, Any], ctx: NodeContext) -> None:
     incident_id = (ctx.incident or {}).get("id")
     if not incident_id:
         return
-    from nodes.ingest.store import save_notification_state
+    from nodes.incidents.store import save_notification_state
 
     try:
         ctx.incident["notification_state"] = save_notification_state(incident_id, state)
@@ -239,7 +239,7 @@ def _channel_key(index: int, target: Channel) -> str:
 
 
 def _remembered(ctx: NodeContext, durable: bool) -> dict[str, dict[str, Any]]:
-    from nodes.ingest import run_memory
+    from nodes.incidents import run_memory
 
     if not durable:
         return run_memory.recall_local(ctx.run.trace_id, ctx.node_id)
@@ -247,14 +247,14 @@ def _remembered(ctx: NodeContext, durable: bool) -> dict[str, dict[str, Any]]:
 
 
 def _remember(ctx: NodeContext, channel: str, record: dict[str, Any], *, durable: bool) -> None:
-    from nodes.ingest import run_memory
+    from nodes.incidents import run_memory
 
     run_memory.remember(ctx.run.trace_id, ctx.node_id, channel, record, durable=durable, log=ctx.log)
 
 
 def forget_deliveries(trace_id: str | None = None) -> None:
     """Drop the delivered-channel memory of this process (of one run, or all): for tests."""
-    from nodes.ingest import run_memory
+    from nodes.incidents import run_memory
 
     run_memory.forget_local(trace_id)
 

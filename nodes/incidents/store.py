@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nodes.errors import IngestError
-from nodes.ingest import run_memory
+from nodes.incidents import run_memory
+from nodes.incidents.db import database_url, dispose_engines, errors, get_engine
 from nodes.ingest.alert import common_labels, dedupe, worst_severity
-from nodes.ingest.db import database_url, dispose_engines, errors, get_engine
 from nodes.scrub import scrub_alert, scrub_payload
 
 __all__ = ["database_url", "dispose_engines", "get_engine", "get_incident", "ingest", "list_incidents"]
@@ -65,7 +65,7 @@ def ingest(
     """
     from sqlalchemy import select, update
 
-    from nodes.ingest.schema import alerts_table, incidents_table
+    from nodes.incidents.tables import alerts_table, incidents_table
 
     engine = get_engine(database_url)
     alerts = [scrub_alert(a) for a in dedupe(alerts)]  # kept without secret shapes, however they came
@@ -150,8 +150,8 @@ def record_repeat(alerts: list[dict[str, Any]], *, key: str, database_url: str |
     """
     from sqlalchemy import select, update
 
-    from nodes.ingest.schema import alerts_table as A
-    from nodes.ingest.schema import incidents_table as Inc
+    from nodes.incidents.tables import alerts_table as A
+    from nodes.incidents.tables import incidents_table as Inc
 
     engine = get_engine(database_url)
     key_hash = hashlib.sha256(scrub_payload(key)[0].encode("utf-8")).hexdigest()  # as ingest() keeps it
@@ -180,7 +180,7 @@ def record_repeat(alerts: list[dict[str, Any]], *, key: str, database_url: str |
 
 def _lock_group(conn, key_hash: str) -> None:
     """Hold the group's row lock until the transaction ends (inserting the row if it is new)."""
-    from nodes.ingest.schema import groups_table
+    from nodes.incidents.tables import groups_table
 
     stmt = _insert(conn, groups_table).values(key_hash=key_hash)
     conn.execute(stmt.on_conflict_do_update(index_elements=["key_hash"], set_={"key_hash": key_hash}))
@@ -190,7 +190,7 @@ def _claim_incident(conn, key, key_hash, title, source, all_resolved, now):
     """The group's open incident, locked; else (all resolved) its latest; else a new one."""
     from sqlalchemy import select
 
-    from nodes.ingest.schema import incidents_table as Inc
+    from nodes.incidents.tables import incidents_table as Inc
 
     for _ in range(20):
         row = conn.execute(select(Inc).where(Inc.c.open_key == key_hash).with_for_update()).first()
@@ -222,7 +222,7 @@ def _claim_incident(conn, key, key_hash, title, source, all_resolved, now):
 
 
 def _upsert_alerts(conn, incident_id: int, alerts: list[dict[str, Any]], now: datetime) -> None:
-    from nodes.ingest.schema import alert_upsert
+    from nodes.incidents.tables import alert_upsert
 
     rows = [
         {
@@ -250,8 +250,8 @@ def get_incident(incident_id: int, *, database_url: str | None = None) -> dict[s
     """One incident with its alerts (the ingest node's `incident`), or None."""
     from sqlalchemy import select
 
-    from nodes.ingest.schema import alerts_table as A
-    from nodes.ingest.schema import incidents_table as Inc
+    from nodes.incidents.tables import alerts_table as A
+    from nodes.incidents.tables import incidents_table as Inc
 
     engine = get_engine(database_url)
     with errors(engine, "reading an incident"), engine.connect() as conn:
@@ -269,8 +269,8 @@ def list_incidents(
     """The newest incidents first, without their alerts (for `pipeline incidents`)."""
     from sqlalchemy import func, select
 
-    from nodes.ingest.schema import alerts_table as A
-    from nodes.ingest.schema import incidents_table as Inc
+    from nodes.incidents.tables import alerts_table as A
+    from nodes.incidents.tables import incidents_table as Inc
 
     if status is not None and status not in STATUSES:
         raise IngestError(f"status: {status!r} is not one of {', '.join(STATUSES)}")
@@ -310,7 +310,7 @@ def save_notification_state(
     so later runs can update the same message; returns the merged state."""
     from sqlalchemy import select, update
 
-    from nodes.ingest.schema import incidents_table as Inc
+    from nodes.incidents.tables import incidents_table as Inc
 
     if not isinstance(state, dict):
         raise IngestError(f"notification state: expected an object, got {type(state).__name__}")
@@ -364,7 +364,7 @@ _ALERT_FIELDS = (
 
 
 def _alert_columns():
-    from nodes.ingest.schema import alerts_table
+    from nodes.incidents.tables import alerts_table
 
     return [alerts_table.c[name] for name in _ALERT_FIELDS]
 

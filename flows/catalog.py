@@ -11,11 +11,9 @@ edit made elsewhere (the UI, the API) is noticed by comparing the content with t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +29,7 @@ from flows.definition import (
 from flows.definition import (
     validate as validate_definition,
 )
+from flows.prefect_api import sync_client
 from flows.typed_keys import typed_in_keys
 from nodes.errors import DefinitionError, OpsflowError
 
@@ -108,7 +107,7 @@ def publish(ref: str | Path) -> tuple[str, int]:
     if typed:
         raise OpsflowError(_typed_message(name, typed))
     digest = canonical_hash(pipeline.raw)
-    with _api() as client:
+    with sync_client() as client:
         document = _read_document(client, name)
     if document is None:
         revision = 1
@@ -121,7 +120,7 @@ def publish(ref: str | Path) -> tuple[str, int]:
         else:
             revision = current + 1
     block = PipelineDefinitionBlock(definition=pipeline.raw, revision=revision, digest=digest)
-    with _api():
+    with sync_client():
         block.save(name, overwrite=True, _sync=True)
     return name, revision
 
@@ -165,7 +164,7 @@ def load_block_definition(name: str, *, record: bool = True) -> Pipeline | None:
     """
     if not BLOCK_NAME.match(name):
         return None
-    with _api() as client:
+    with sync_client() as client:
         document = _read_document(client, name)
         if document is None:
             return None
@@ -205,7 +204,7 @@ def block_definition_for(ref: str, *, source: Literal["auto", "file", "block"] =
         if source == "auto" and (definitions_dir() / f"{ref}.json").is_file():
             return None
         if source == "auto":
-            from flows.server import configured_api_url
+            from flows.local_server import configured_api_url
 
             if not configured_api_url():
                 return None
@@ -263,24 +262,6 @@ def _current_revision(data: dict[str, Any]) -> tuple[int, bool]:
     if digest is None:
         return revision, False
     return revision + 1, False
-
-
-@contextlib.contextmanager
-def _api() -> Iterator[Any]:
-    """A sync Prefect client; failures to reach the API become one clean OpsflowError."""
-    import httpx
-    from prefect.client.orchestration import get_client
-
-    try:
-        with get_client(sync_client=True) as client:
-            yield client
-    except httpx.HTTPStatusError as exc:
-        raise OpsflowError(
-            f"Prefect API answered {exc.response.status_code} to {exc.request.method} "
-            f"{exc.request.url.path}: {exc.response.text[:200]}"
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise OpsflowError(f"cannot reach the Prefect API ({type(exc).__name__}: {exc})") from exc
 
 
 def _read_document(client: Any, name: str) -> Any:

@@ -68,7 +68,7 @@ class Episodes:
     def _ready(self):
         from sqlalchemy import text
 
-        from nodes.ingest.db import errors, get_engine
+        from nodes.incidents.db import errors, get_engine
 
         with self._lock:
             if self._engine is None:
@@ -89,7 +89,7 @@ class Episodes:
         """
         from sqlalchemy import and_, case
 
-        from nodes.ingest.db import errors
+        from nodes.incidents.db import errors
 
         engine = self._ready()
         t = self.table
@@ -130,7 +130,7 @@ class Episodes:
         """Forget alerts not delivered for `older_than` seconds; returns how many."""
         from sqlalchemy import delete
 
-        from nodes.ingest.db import errors
+        from nodes.incidents.db import errors
 
         engine = self._ready()
         with errors(engine, "pruning alert episodes"), engine.begin() as conn:

@@ -2,7 +2,7 @@
 
 History (`runs`, `show`, `logs`), serving (`serve`, `receiver`), definitions in the
 Prefect UI (`publish`, `pull`), approvals, incidents and `doctor`. They register on
-the app of `flows.cli`, which stays the one entry point.
+the app of `deployments.cli.app`, which stays the one entry point.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import Exit, app
+from deployments.cli.app import Exit, app
 
 
 @app.command("run-stage")
@@ -32,7 +32,7 @@ def run_stage_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the node result as JSON.")] = False,
 ) -> None:
     """Run one node here, for debugging: no flow run, no retries; upstream outputs from --from-run."""
-    from flows.cli import _load, _payload
+    from deployments.cli.app import _load, _payload
     from flows.render import node_block
     from flows.stage import past_run, run_stage
 
@@ -48,7 +48,7 @@ def run_stage_command(
     if from_run:
         import asyncio
 
-        from flows.runner import with_api
+        from flows.prefect_api import with_api
 
         past_payload, outputs = with_api(lambda: asyncio.run(past_run(from_run)))
         if not (payload or file or sample):
@@ -73,7 +73,7 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs.")] = 20,
 ) -> None:
     """List recent runs from the Prefect API, newest first."""
-    from flows.runner import list_runs
+    from deployments.cli.run import list_runs
 
     rows = list_runs(definition, limit)
     if not rows:
@@ -94,7 +94,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rebuilt run result as JSON.")] = False,
 ) -> None:
     """Show a past run from the Prefect API: state, nodes, task runs, errors and the result table."""
-    from flows.inspect import show_from_cli
+    from flows.past_runs import show_from_cli
 
     typer.echo(show_from_cli(run_id, as_json=as_json))
 
@@ -109,7 +109,7 @@ def logs(
     ] = False,
 ) -> None:
     """Print a run's logs, oldest first: timestamp, level, node (task run) or flow, message."""
-    from flows.inspect import logs_from_cli
+    from flows.past_runs import logs_from_cli
 
     logs_from_cli(run_id, follow)
 
@@ -123,7 +123,7 @@ _NO_AUTH_HELP = "Listen off loopback without a receiver token (anyone reaching i
 
 
 def _receiver_access(host: str, no_auth: bool) -> None:
-    from flows.access import check_receiver_access
+    from deployments.receiver.access import check_receiver_access
     from nodes.errors import OpsflowError
 
     try:
@@ -143,7 +143,7 @@ def serve(
     no_auth: Annotated[bool, typer.Option("--no-auth", help=_NO_AUTH_HELP)] = False,
 ) -> None:
     """Serve every definition as a deployment (no work pool) and run its flow runs here."""
-    from flows.runner import serve_from_cli
+    from deployments.cli.run import serve_from_cli
 
     if receiver:
         _receiver_access(host, no_auth)
@@ -160,7 +160,7 @@ def receiver_command(
 ) -> None:
     """Run the alert webhook receiver: each alert becomes a flow run of its definition's deployment."""
     _receiver_access(host, no_auth)
-    from flows.server import configured_api_url
+    from flows.local_server import configured_api_url
     from flows.settings import apply_prefect_defaults, skip_tls_setup_for
 
     apply_prefect_defaults()
@@ -171,14 +171,14 @@ def receiver_command(
             "or run `pipeline serve --receiver` to serve the deployments and the receiver together"
         )
     if journal:  # a journal that cannot be opened is said here, not in a startup traceback
-        from deployments._receiver_journal import Journal
+        from deployments.receiver.journal import Journal
         from nodes.errors import OpsflowError
 
         try:
             Journal()
         except OpsflowError as exc:
             raise Exit(f"Cannot open the receiver journal: {exc}") from None
-    from deployments.receiver import main as receiver_main
+    from deployments.receiver.app import main as receiver_main
 
     receiver_main(host=host, port=port, journal=journal)
 
@@ -186,10 +186,10 @@ def receiver_command(
 @app.command()
 def publish(ref: Annotated[str, typer.Argument(help="Definition name or path.")]) -> None:
     """Store a definition as a Prefect block, editable in the Prefect UI; each change is a new revision."""
-    from flows.runner import with_api
+    from flows.prefect_api import with_api
 
     def call():
-        from flows.blocks import publish as publish_block  # after the API URL is known
+        from flows.catalog import publish as publish_block  # after the API URL is known
 
         return publish_block(ref)
 
@@ -206,10 +206,10 @@ def pull(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a file with other content.")] = False,
 ) -> None:
     """Write a definition block (e.g. edited in the Prefect UI) back to a file."""
-    from flows.runner import with_api
+    from flows.prefect_api import with_api
 
     def call():
-        from flows.blocks import pull as pull_block
+        from flows.catalog import pull as pull_block
 
         return pull_block(name, output, force=force)
 
@@ -226,7 +226,7 @@ def approve(
 ) -> None:
     """Answer a run waiting at an approval node (the same as the form in the Prefect UI)."""
     from flows.approval import answer_approval
-    from flows.runner import with_api
+    from flows.prefect_api import with_api
 
     who = by or os.environ.get("USER") or "cli"
     resolved = with_api(lambda: answer_approval(run_id, approve=not reject, comment=comment, by=who))
@@ -256,7 +256,7 @@ def doctor() -> None:
 
     Exits 1 when something required is missing; optional settings are notes.
     """
-    from flows.doctor import run_checks
+    from deployments.cli.doctor import run_checks
 
     marks = {"ok": "✓", "note": "!", "fail": "✗"}
     counts = {"ok": 0, "note": 0, "fail": 0}

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments._receiver_prefect import FLOW_NAME
+from deployments.receiver.prefect import FLOW_NAME
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY, detect_format, get_format
 
@@ -100,7 +100,7 @@ async def count_repeat(summary: Summary) -> None:
     counted). A store that cannot be written costs a log line, never the answer."""
     import asyncio
 
-    from nodes.ingest.store import record_repeat
+    from nodes.incidents.store import record_repeat
 
     if not summary.alerts:
         return

@@ -9,7 +9,7 @@ import re
 import time
 from typing import Any
 
-from deployments._receiver_http import ReceiverError
+from deployments.receiver.http import ReceiverError
 
 __all__ = ["FLOW_NAME", "create_run", "freeze_heap", "prefect_client", "reachable"]
 
@@ -34,7 +34,7 @@ async def prefect_client(api_url: str | None):
     from prefect.client.orchestration import PrefectClient
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
 
-    from flows.server import configured_api_url
+    from flows.local_server import configured_api_url
 
     url = api_url or configured_api_url()
     if not url:

@@ -101,7 +101,7 @@ def notify_policy(
 
 def _claim_failure_notice(flow_run: Any, logger: Any) -> bool:
     """True for the first to tell this run attempt's failure: its hook, or `pipeline serve` after a crash."""
-    from nodes.ingest import run_memory
+    from nodes.incidents import run_memory
 
     attempt = f"attempt-{getattr(flow_run, 'run_count', 0) or 1}"
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deployments._receiver_http import ReceiverError
+from deployments.receiver.http import ReceiverError
 from flows.definition import find_definition, list_definitions, load_definition, validate
 from flows.typed_keys import masked_definition
 from nodes.errors import DefinitionError

@@ -11,7 +11,7 @@ import logging
 import re
 from typing import Any, TextIO
 
-from flows.live import emit
+from flows.progress import emit
 
 __all__ = ["RetryWatcher", "progress_printer", "quiet_engine_lines"]
 

@@ -115,7 +115,7 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 def _create_schema(engine: Engine) -> None:
     from sqlalchemy import text
 
-    from nodes.ingest.schema import metadata
+    from nodes.incidents.tables import metadata
 
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

@@ -18,7 +18,8 @@ import threading
 from typing import Any
 
 from flows.definition import Pipeline
-from flows.server import start_local_server
+from flows.local_server import start_local_server
+from flows.prefect_api import with_api
 from flows.settings import apply_prefect_defaults
 
 RECORD_TIMEOUT = 30.0
@@ -43,13 +44,13 @@ def run_from_cli(
 ) -> dict[str, Any]:
     """Run the flow in this process and print progress and the result; return the Run result.
 
-    Ctrl-C cancels the run (see `_Interrupt`) and raises `flows.live.Interrupted`.
+    Ctrl-C cancels the run (see `_Interrupt`) and raises `flows.progress.Interrupted`.
     """
     apply_prefect_defaults(quiet_console=not verbose)
     server = start_local_server()
     try:
+        from deployments.cli.console import RetryWatcher, progress_printer, quiet_engine_lines
         from flows import pipeline as flow_module
-        from flows.console import RetryWatcher, progress_printer, quiet_engine_lines
         from flows.history import flush_client_queues, wait_for_task_runs
         from flows.render import result_text
 
@@ -156,7 +157,7 @@ class _ReaderSafe:
 class _Interrupt:
     """Ctrl-C during a run: the first cancels it, a second exits at once.
 
-    The first stops every node task run of this process (`flows.live.cancel_in_flight`)
+    The first stops every node task run of this process (`flows.progress.cancel_in_flight`)
     and cancels the flow, which Prefect records as Crashed; `finish` then marks the run
     Cancelled and raises `Interrupted` (exit 130). One line is printed. The handler stays
     until the process ends, so a second Ctrl-C works at any point of the way out.
@@ -188,7 +189,7 @@ class _Interrupt:
             self._main = None
 
     def _on_sigint(self, *_: Any) -> None:
-        from flows.live import cancel_in_flight
+        from flows.progress import cancel_in_flight
 
         self.count += 1
         if self.count > 1:
@@ -213,7 +214,7 @@ class _Interrupt:
     def finish(self) -> None:
         """After the cancelled flow returned: record Cancelled, send what is queued, raise."""
         from flows.history import flush_client_queues
-        from flows.live import Interrupted
+        from flows.progress import Interrupted
 
         run_id = getattr(self.listener, "run_id", None)
         if run_id:
@@ -232,19 +233,6 @@ async def _mark_cancelled(run_id: str) -> None:
 
     async with get_client() as client:
         await client.set_flow_run_state(UUID(run_id), Cancelled(message="Cancelled with Ctrl-C"), force=True)
-
-
-def with_api(call):
-    """Call `call()` with a Prefect API: the configured one, or the local server for its duration."""
-    apply_prefect_defaults(quiet_console=True)
-    server = start_local_server()
-    try:
-        if server is not None:
-            server.wait_ready()
-        return call()
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def list_runs(definition: str | None, limit: int) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 
 from flows.definition import definitions_dir, list_definitions, load_definition
-from flows.server import configured_api_url
+from flows.local_server import configured_api_url
 from nodes import get_node_type
 from nodes.errors import DefinitionError
 from nodes.templating import referenced_names

@@ -137,7 +137,7 @@ def run(
 ) -> None:
     """Run a pipeline definition as a Prefect flow run (or show its plan with --dry-run)."""
     if env_file is not None:  # first: the file may set OPSFLOW_DEFINITIONS_DIR or PREFECT_API_URL
-        from flows.envfile import load_env_file
+        from deployments.cli.envfile import load_env_file
         from nodes.errors import OpsflowError
 
         try:
@@ -180,7 +180,7 @@ def run(
         )
         typer.echo(text)
         return
-    from flows.runner import run_from_cli
+    from deployments.cli.run import run_from_cli
 
     result = run_from_cli(
         pipeline,
@@ -265,7 +265,7 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of definition files."""
-    from flows.schema import schema_text
+    from flows.json_schema import schema_text
 
     typer.echo(schema_text(), nl=False)
 
@@ -285,7 +285,7 @@ def _unexpected(exc: BaseException) -> tuple[str, int]:
         httpx = None
     unreachable = isinstance(exc, RuntimeError) and str(exc).startswith("Failed to reach API")
     if unreachable or (httpx is not None and isinstance(exc, httpx.TransportError)):
-        from flows.server import configured_api_url
+        from flows.local_server import configured_api_url
 
         url = re.sub(r"//[^/@]*@", "//", configured_api_url() or "")  # no credentials in messages
         why = "" if unreachable else f": {exc or type(exc).__name__}"
@@ -300,7 +300,7 @@ def main() -> None:
     Exit codes: 2 usage, validation or not found; 1 a failed run or an error; 130 Ctrl-C.
     `-v` adds the traceback.
     """
-    import flows.cli_ops  # noqa: F401 - registers the commands that talk to Prefect or the store
+    import deployments.cli.operate  # noqa: F401 - registers the commands that talk to Prefect or the store
     from nodes.errors import OpsflowError, UsageError
 
     global VERBOSE
@@ -356,12 +356,3 @@ def _quiet_broken_pipe() -> None:
     except (OSError, ValueError):
         pass
     sys.exit(0)  # the reader chose to stop reading: not a failure of this command
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
-    # `python -m flows.cli`: the commands of flows.cli_ops register on the imported module's
-    # app, not on this __main__ copy, so run the imported one
-    from flows.cli import main as imported_main
-
-    imported_main()

@@ -24,13 +24,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments._receiver_alerts import count_repeat, emit_alert_events, idempotency_key, summarize
-from deployments._receiver_definitions import describe, describe_all, require_definition, validate_named
-from deployments._receiver_dispatch import dispatch
-from deployments._receiver_episodes import Episodes, needs_episodes
-from deployments._receiver_http import ReceiverError, read_json
-from deployments._receiver_journal import EXPIRED, QUEUED, Journal
-from deployments._receiver_models import (
+from deployments.receiver.access import TOKEN_ENV, receiver_token
+from deployments.receiver.alerts import count_repeat, emit_alert_events, idempotency_key, summarize
+from deployments.receiver.definitions import describe, describe_all, require_definition, validate_named
+from deployments.receiver.dispatch import dispatch
+from deployments.receiver.episodes import Episodes, needs_episodes
+from deployments.receiver.http import ReceiverError, read_json
+from deployments.receiver.journal import EXPIRED, QUEUED, Journal
+from deployments.receiver.models import (
     ALERT,
     DEFINITION,
     Accepted,
@@ -39,8 +40,7 @@ from deployments._receiver_models import (
     error_responses,
     json_body,
 )
-from deployments._receiver_prefect import create_run, freeze_heap, prefect_client, reachable
-from flows.access import TOKEN_ENV, receiver_token
+from deployments.receiver.prefect import create_run, freeze_heap, prefect_client, reachable
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY
 from nodes.scrub import scrub_alert_payload
@@ -76,7 +76,7 @@ def create_app(
     once journaled and creates their runs in the background.
     Alert events go to the process's configured API whatever `api_url` says (Prefect's
     events worker is process-wide). The token is read now, from $OPSFLOW_RECEIVER_TOKEN or
-    $OPSFLOW_RECEIVER_TOKEN_FILE (flows.access).
+    $OPSFLOW_RECEIVER_TOKEN_FILE (deployments.receiver.access).
     """
     token = receiver_token()
 

@@ -18,8 +18,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from flows.prefect_api import run_async
 from flows.render import duration_text, result_text
-from nodes.errors import OpsflowError
 
 __all__ = ["logs_from_cli", "print_logs", "read_run", "run_text", "show_from_cli", "show_run"]
 
@@ -345,25 +345,11 @@ async def print_logs(run_id: str, follow: bool, out: TextIO) -> int:
                 final_since = loop.time()
 
 
-def _with_api(work):
-    """Run `work()` (a coroutine factory) with a Prefect API; an unreachable one is a clean error."""
-    import httpx
-
-    from flows.runner import with_api
-    from flows.server import configured_api_url
-
-    try:
-        return with_api(lambda: asyncio.run(work()))
-    except httpx.TransportError as exc:
-        url = re.sub(r"//[^/@]*@", "//", configured_api_url() or "")  # no credentials in messages
-        raise OpsflowError(f"Cannot reach the Prefect API at {url}: {exc}") from exc
-
-
 def show_from_cli(run_id: str, as_json: bool = False) -> str:
     """`pipeline show`: the text (or the rebuilt Run result as JSON) of a past run."""
     if as_json:
-        return json.dumps(_with_api(lambda: read_run(run_id)), indent=2, default=str)
-    return _with_api(lambda: show_run(run_id))
+        return json.dumps(run_async(lambda: read_run(run_id)), indent=2, default=str)
+    return run_async(lambda: show_run(run_id))
 
 
 # set by Ctrl-C while following: the loop ends after its current poll, whatever Prefect's
@@ -376,7 +362,7 @@ def logs_from_cli(run_id: str, follow: bool, out: TextIO | None = None) -> None:
     _STOP_FOLLOWING.clear()
     previous = signal.signal(signal.SIGINT, lambda *_: _STOP_FOLLOWING.set()) if follow else None
     try:
-        _with_api(lambda: print_logs(run_id, follow, out or sys.stdout))
+        run_async(lambda: print_logs(run_id, follow, out or sys.stdout))
     except KeyboardInterrupt:
         (out or sys.stdout).flush()
     finally:

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
-from nodes.ingest.db import errors, get_engine
+from nodes.incidents.db import errors, get_engine
 
 __all__ = [
     "claim",
@@ -40,7 +40,7 @@ def recall(trace_id: str, node_id: str, *, database_url: str | None = None, log=
     try:
         from sqlalchemy import select
 
-        from nodes.ingest.schema import run_memory_table as Mem
+        from nodes.incidents.tables import run_memory_table as Mem
 
         engine = get_engine(database_url)
         query = select(Mem.c.entry, Mem.c.record).where(Mem.c.trace_id == trace_id, Mem.c.node_id == node_id)
@@ -128,7 +128,7 @@ def forget(trace_id: str, *, database_url: str | None = None) -> None:
     forget_local(trace_id)
     from sqlalchemy import delete
 
-    from nodes.ingest.schema import run_memory_table as Mem
+    from nodes.incidents.tables import run_memory_table as Mem
 
     engine = get_engine(database_url)
     with errors(engine, "forgetting a run"), engine.begin() as conn:
@@ -139,7 +139,7 @@ def outcome_in(conn, once: tuple[str, str, str]) -> dict[str, Any] | None:
     """The outcome an earlier attempt kept for (trace id, node id, digest), read in `conn`'s transaction."""
     from sqlalchemy import select
 
-    from nodes.ingest.schema import run_memory_table as Mem
+    from nodes.incidents.tables import run_memory_table as Mem
 
     trace_id, node_id, digest = once
     query = select(Mem.c.record).where(
@@ -158,7 +158,7 @@ def keep_outcome(conn, once: tuple[str, str, str], result: dict[str, Any], now: 
 
 
 def _insert_once(dialect: str):
-    from nodes.ingest.schema import run_memory_table as Mem
+    from nodes.incidents.tables import run_memory_table as Mem
 
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 
-from deployments._receiver_alerts import emit_alert_events, summarize
-from deployments._receiver_http import ReceiverError
-from deployments._receiver_journal import Claimed, Journal
-from deployments._receiver_prefect import create_run
+from deployments.receiver.alerts import emit_alert_events, summarize
+from deployments.receiver.http import ReceiverError
+from deployments.receiver.journal import Claimed, Journal
+from deployments.receiver.prefect import create_run
 from nodes.errors import OpsflowError
 
 __all__ = ["dispatch"]

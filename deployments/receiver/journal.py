@@ -31,9 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from deployments._receiver_http import ReceiverError
-from deployments._receiver_ids import id_time, new_id
-from deployments._receiver_ids import retention_days as retention_days_setting
+from deployments.receiver.http import ReceiverError
+from deployments.receiver.ids import id_time, new_id
+from deployments.receiver.ids import retention_days as retention_days_setting
 
 __all__ = ["Claimed", "Entry", "Journal"]
 
@@ -109,7 +109,7 @@ class Journal:
     ):
         from sqlalchemy import MetaData, text
 
-        from nodes.ingest.db import errors, get_engine
+        from nodes.incidents.db import errors, get_engine
 
         self.engine = get_engine(url)
         self.capacity = CAPACITY if capacity is None else capacity

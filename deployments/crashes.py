@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["AUTOMATION_FILE", "WITHIN_ENV", "crash_automation", "ensure_crash_automation"]
 
-AUTOMATION_FILE = Path(__file__).resolve().parent.parent / "deployments" / "crashed-runs.json"
+AUTOMATION_FILE = Path(__file__).resolve().parent / "crashed-runs.json"
 # seconds without a heartbeat before a run counts as dead: at least 2 heartbeats and a check
 WITHIN_ENV = "OPSFLOW_CRASH_AFTER_SECONDS"
 MIN_WITHIN_SECONDS = 35
