@@ -12,6 +12,11 @@
         ├── DeliveryError         a notification was not delivered
         └── IngestError           an alert payload cannot be parsed or stored
 
+    Raised above nodes (same base, defined where they are answered):
+    ├── deployments.cli.app.Exit             a CLI user mistake: message and exit code
+    └── deployments.receiver.http.ReceiverError  an HTTP answer for a webhook sender:
+                                              status, message, headers
+
 Errors of the layer below (httpx, openai, smtplib, SQLAlchemy) are translated where
 they are caught, with the cause chained (`raise DeliveryError(...) from exc`).
 """

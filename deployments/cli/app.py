@@ -18,7 +18,7 @@ import typer
 
 from flows.definition import Pipeline, list_definitions, load_definition
 from flows.limits import MAX_PAYLOAD_BYTES, LimitError, check_payload, read_limited
-from nodes.errors import DefinitionError
+from nodes.errors import DefinitionError, OpsflowError
 
 app = typer.Typer(
     help="Run and inspect opsflow pipelines (JSON definitions run as Prefect flows).",
@@ -39,7 +39,7 @@ class LogLevel(enum.StrEnum):
     error = "error"
 
 
-class Exit(Exception):
+class Exit(OpsflowError):
     """A message for stderr and an exit code: how every user mistake ends."""
 
     def __init__(self, message: str, code: int = 2):

@@ -7,9 +7,21 @@ import math
 import re
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import Request
 
-__all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "ReceiverError", "is_json", "read_json", "strip_nul"]
+from nodes.errors import OpsflowError
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_DEPTH",
+    "ReceiverError",
+    "first_error",
+    "is_json",
+    "kind_of",
+    "read_json",
+    "strip_nul",
+]
 
 MAX_BODY_BYTES = 1024 * 1024
 # Prefect walks a run's parameters recursively and fails a few hundred levels down;
@@ -22,7 +34,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _NUL_ESCAPE = "\\u0000"
 
 
-class ReceiverError(Exception):
+class ReceiverError(OpsflowError):
     """An HTTP answer other than success: status, a message for the sender, extra headers."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
@@ -30,6 +42,16 @@ class ReceiverError(Exception):
         self.status = status
         self.message = message
         self.headers = headers
+
+
+def kind_of(value: Any) -> str:
+    """What a JSON value is, for "expected an object, got ..." answers."""
+    return {list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def first_error(exc: ValidationError) -> str:
+    """A pydantic or FastAPI validation error as one line: `field.path: message; ...`."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
 
 
 def is_json(content_type: str | None) -> bool:
