@@ -213,7 +213,7 @@ async def _tell_crashed_runs(client, since: datetime) -> datetime:
     from prefect.logging.loggers import flow_run_logger
 
     from flows.hooks import tell_crashed_run
-    from flows.pipeline import FLOW_NAME
+    from flows.request import FLOW_NAME
 
     checked_at = datetime.now(UTC)
     try:

@@ -287,10 +287,37 @@ def load_definition(
             if pipeline is not None:
                 return pipeline
         path = Path(text) if is_path else find_definition(text)
+        content = _small_file_bytes(path)
+        if content is not None:
+            # one run loads its definition in the CLI, the flow and every hook: validated once
+            pipeline = _validated_file(str(path), hashlib.sha256(content).hexdigest(), name)
+            _name_clash(path, pipeline.raw.get("name") if _named(pipeline.raw) else path.stem)
+            return pipeline
         raw, origin, stem = read_json(path), str(path), path.stem
-        declared = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else stem
-        _name_clash(path, declared)
+        _name_clash(path, raw.get("name") if _named(raw) else stem)
+        return validate(raw, source=origin, name=name or raw.get("name") or stem)
     return validate(raw, source=origin, name=name or raw.get("name") or stem or "inline")
+
+
+def _named(raw: dict[str, Any]) -> bool:
+    return isinstance(raw.get("name"), str) and bool(raw.get("name"))
+
+
+def _small_file_bytes(path: Path) -> bytes | None:
+    """The file's bytes when it is a regular file within the size limit (else read_json says why)."""
+    try:
+        if path.is_file() and path.stat().st_size <= MAX_DEFINITION_BYTES:
+            return path.read_bytes()
+    except OSError:
+        pass
+    return None
+
+
+@lru_cache(maxsize=64)
+def _validated_file(path: str, digest: str, name: str | None) -> Pipeline:
+    """A definition file validated once per content (`digest` is its sha256)."""
+    raw = read_json(Path(path))
+    return validate(raw, source=path, name=name or raw.get("name") or Path(path).stem)
 
 
 def _block_wanted(text: str, source: str) -> bool:

@@ -117,7 +117,7 @@ async def recent_runs(definition: str | None = None, limit: int = 20) -> list[di
     )
     from prefect.client.schemas.sorting import FlowRunSort
 
-    from flows.pipeline import FLOW_NAME
+    from flows.request import FLOW_NAME
 
     flow_filter = FlowFilter(name=FlowFilterName(any_=[FLOW_NAME]))
     run_filter = (
@@ -177,7 +177,7 @@ async def resolve_run(client, ref: str):
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.exceptions import ObjectNotFound
 
-    from flows.pipeline import FLOW_NAME
+    from flows.request import FLOW_NAME
     from nodes.errors import UsageError
 
     ref = str(ref).strip()

@@ -18,28 +18,17 @@ import time
 from typing import Any
 
 from flows.definition import load_definition
-from nodes.base import NodeContext, RunInfo
+from flows.request import RunRequest
+from nodes.base import NodeContext
 from nodes.errors import OpsflowError
 from nodes.runtime import execute_node
 
-__all__ = ["HOOKS", "forget", "notify_policy", "remember", "tell_crashed_run"]
+__all__ = ["HOOKS", "notify_policy", "tell_crashed_run"]
 
 log = logging.getLogger("opsflow.policies")
 
 # the longest one pipeline-level notification may take
 ENTRY_TIMEOUT_SECONDS = 30.0
-
-# the live context of each running flow run, so hooks can template over node outputs
-_CONTEXTS: dict[str, NodeContext] = {}
-
-
-def remember(ctx: NodeContext) -> None:
-    if ctx.run.run_id:
-        _CONTEXTS[ctx.run.run_id] = ctx
-
-
-def forget(run_id: str | None) -> None:
-    _CONTEXTS.pop(run_id or "", None)
 
 
 def run_status(state: Any) -> str:
@@ -56,8 +45,8 @@ def notify_policy(
     Every entry is attempted, whatever the one before did; each outcome is logged on `logger`.
     `status` overrides what `state` says (a cancelled run the engine saw crash).
     """
-    params = flow_run.parameters or {}
-    pipeline = load_definition(params["definition"])
+    request = RunRequest.from_parameters(flow_run.parameters)
+    pipeline = load_definition(request.definition)
     configs = pipeline.definition.policies()[policy]
     if not configs:
         return 0
@@ -65,17 +54,7 @@ def notify_policy(
     if policy == "on_failure" and not _claim_failure_notice(flow_run, logger):
         log.debug("on_failure of flow run %s already sent for this attempt", run_id)
         return 0
-    ctx = _CONTEXTS.get(run_id) or NodeContext(
-        run=RunInfo(
-            trace_id=params.get("trace_id") or run_id.replace("-", ""),
-            run_id=run_id,
-            definition=pipeline.name,
-            definition_version=pipeline.definition_version,
-            source=params.get("source") or "api",
-            environment=params.get("environment") or "development",
-        ),
-        payload=params.get("payload") or {},
-    )
+    ctx = _context(flow_run, state, request, pipeline)
     ctx.run.status = status or run_status(state)
     ctx.run.error = state.message if not state.is_completed() else None
     delivered = 0
@@ -97,6 +76,34 @@ def notify_policy(
         drivers = ", ".join(d.get("driver", "?") for d in result["output"].get("deliveries", []))
         logger.info("%s delivered (%s)", name, drivers)
     return delivered
+
+
+def _context(flow_run: Any, state: Any, request: RunRequest, pipeline: Any) -> NodeContext:
+    """The run as its hooks see it: its parameters, and the node outputs its final state carries.
+
+    A finished run's state holds the flow's (redacted) Run result; a run whose process
+    died holds none, and its hooks see the payload only.
+    """
+    from prefect.utilities.urls import url_for
+
+    info = request.run_info(pipeline, run_id=str(flow_run.id), ui_url=url_for(flow_run))
+    ctx = NodeContext(run=info, payload=request.payload)
+    result = _result_of(state)
+    for node_id, node in (result.get("node_results") or {}).items():
+        failed = node.get("skipped") or (node.get("errors") and not node.get("output"))
+        ctx.nodes[node_id] = None if failed else node.get("output")
+        incident = (node.get("output") or {}).get("incident") if node.get("node_type") == "ingest" else None
+        if isinstance(incident, dict):
+            ctx.incident = incident
+    return ctx
+
+
+def _result_of(state: Any) -> dict[str, Any]:
+    try:
+        result = state.result(raise_on_failure=False, _sync=True)
+    except Exception:  # nothing kept (a crashed process, a state read back from the API)
+        return {}
+    return result if isinstance(result, dict) else {}
 
 
 def _claim_failure_notice(flow_run: Any, logger: Any) -> bool:
@@ -135,7 +142,7 @@ async def _cancelled_or_none(flow_run: Any, state: Any) -> str | None:
     return "cancelled" if before and (before[-1].is_cancelling() or before[-1].is_cancelled()) else None
 
 
-def _hook(policy: str, *, final: bool):
+def _hook(policy: str):
     async def hook(flow: Any, flow_run: Any, state: Any) -> None:
         from prefect.logging.loggers import flow_run_logger
 
@@ -145,18 +152,15 @@ def _hook(policy: str, *, final: bool):
             await asyncio.to_thread(notify_policy, policy, flow_run, state, logger, status=status)
         except Exception as exc:  # a broken notification must not change the run's outcome
             logger.error("%s notifications failed: %s", policy, exc)
-        finally:
-            if final:
-                forget(str(flow_run.id))
 
     hook.__name__ = f"opsflow_{policy}"
     return hook
 
 
 HOOKS = {
-    "on_running": [_hook("on_start", final=False)],
-    "on_completion": [_hook("on_success", final=True)],
-    "on_failure": [_hook("on_failure", final=True)],
-    "on_crashed": [_hook("on_failure", final=True)],
-    "on_cancellation": [_hook("on_failure", final=True)],
+    "on_running": [_hook("on_start")],
+    "on_completion": [_hook("on_success")],
+    "on_failure": [_hook("on_failure")],
+    "on_crashed": [_hook("on_failure")],
+    "on_cancellation": [_hook("on_failure")],
 }

@@ -32,19 +32,18 @@ from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine_logs import one_line_node_errors  # noqa: E402
-from flows.hooks import HOOKS, remember  # noqa: E402
+from flows.hooks import HOOKS  # noqa: E402
 from flows.limits import check_value_depth  # noqa: E402
-from flows.progress import CANCELLED, PROGRESS, emit, watch_loop  # noqa: E402
+from flows.progress import CANCELLED, emit, watch_loop  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
+from flows.request import DEFAULT_ENVIRONMENT, DEFAULT_SOURCE, FLOW_NAME, RunRequest  # noqa: E402
 from flows.runbook import RunBook, WhenFailed  # noqa: E402
 from flows.stage import outputs_markdown  # noqa: E402
-from nodes.base import NodeContext, RedactingLogger, RunInfo, Secrets  # noqa: E402
+from nodes.base import NodeContext, RedactingLogger, Secrets  # noqa: E402
 from nodes.errors import DefinitionError, NodeError, OpsflowError  # noqa: E402
 from nodes.runtime import execute_node, node_result  # noqa: E402
 
-__all__ = ["PROGRESS", "run_pipeline", "FLOW_NAME"]
-
-FLOW_NAME = "run-pipeline"
+__all__ = ["FLOW_NAME", "run_pipeline"]
 MAX_CONCURRENT_NODES = 16
 # Prefect spreads each retry delay over ±this fraction of it
 RETRY_JITTER = 0.5
@@ -171,8 +170,8 @@ def _read_secret(name: str) -> str:
 async def run_pipeline(
     definition: str | dict[str, Any],
     payload: dict[str, Any] | None = None,
-    source: str = "api",
-    environment: str = "development",
+    source: str = DEFAULT_SOURCE,
+    environment: str = DEFAULT_ENVIRONMENT,
     trace_id: str | None = None,
     only: list[str] | None = None,
     skip: list[str] | None = None,
@@ -181,9 +180,9 @@ async def run_pipeline(
 ) -> dict[str, Any]:
     """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON).
 
+    The parameters are those of `flows.request.RunRequest`, which says what each means.
     `incident_id` runs the pipeline about an incident already in the store (e.g. a
     re-analysis); an ingest node in the definition replaces it with its own.
-    `continue_on_error` lets the other nodes run after a required one failed (status partial).
     """
     from prefect.runtime import flow_run
 
@@ -193,23 +192,24 @@ async def run_pipeline(
     _check_ids(pipeline, only, skip)
     check_value_depth(payload, "payload")  # an API caller's payload gets the CLI's limit too
     run_id = str(flow_run.id) if flow_run.id else None
-    info = RunInfo(
-        trace_id=trace_id or (run_id or uuid.uuid4().hex).replace("-", ""),
-        run_id=run_id,
-        definition=pipeline.name,
-        definition_version=pipeline.definition_version,
+    request = RunRequest(
+        definition=definition,
+        payload=payload or {},
         source=source,
         environment=environment,
-        configured=pipeline.configured(),
-        ui_url=flow_run.ui_url,
+        trace_id=trace_id,
+        only=only,
+        skip=skip,
+        incident_id=incident_id,
+        continue_on_error=continue_on_error,
     )
+    info = request.run_info(pipeline, run_id=run_id, ui_url=flow_run.ui_url)
     if run_id:
         from flows.history import tag_flow_run
 
         await tag_flow_run(run_id, pipeline.name, source)
     emit({"state": "started", "run_id": run_id, "trace_id": info.trace_id, "definition": pipeline.name})
-    ctx = NodeContext(run=info, payload=payload or {}, secrets=Secrets(), secret_lookup=_read_secret)
-    remember(ctx)
+    ctx = NodeContext(run=info, payload=request.payload, secrets=Secrets(), secret_lookup=_read_secret)
     if incident_id is not None:
         ctx.incident = _stored_incident(incident_id)
     book = RunBook(pipeline, only=only, skip=skip, continue_on_error=continue_on_error)
@@ -365,21 +365,19 @@ def _failure(node_id: str, node_type: str, state, ctx: NodeContext) -> tuple[dic
 
 
 def _emit(book: RunBook, node_id: str, total: int) -> None:
-    if not PROGRESS:
-        return
     result = book.results[node_id]
-    event = {
-        "node_id": node_id,
-        "node_type": result["node_type"],
-        "state": book.state[node_id],
-        "index": len(book.results),
-        "total": total,
-        "duration_ms": result["duration_ms"],
-        "skip_reason": result["skip_reason"],
-        "error": result["errors"][0]["message"] if result["errors"] else None,
-    }
-    for listener in PROGRESS:
-        listener(event)
+    emit(
+        {
+            "node_id": node_id,
+            "node_type": result["node_type"],
+            "state": book.state[node_id],
+            "index": len(book.results),
+            "total": total,
+            "duration_ms": result["duration_ms"],
+            "skip_reason": result["skip_reason"],
+            "error": result["errors"][0]["message"] if result["errors"] else None,
+        }
+    )
 
 
 async def _attach_artifacts(pipeline: Pipeline, result: dict[str, Any]) -> None:

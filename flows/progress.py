@@ -1,7 +1,10 @@
 """What a flow run in this process tells the CLI as it goes, and how the CLI stops it.
 
 Progress listeners get one dict per event: a run started, a node finished, or a node
-is waiting (a retry delay, an approval). `cancel_in_flight` is Ctrl-C's way in: it
+is waiting (a retry delay, an approval). A caller listens for the runs it starts
+(`with listening(listener): ...`): the listener lives in a context variable, which the
+flow and its task-run threads inherit from the caller, so two runs in one process never
+hear each other. `cancel_in_flight` is Ctrl-C's way in: it
 stops node work and the retry waits of every task run of this process at once.
 """
 
@@ -9,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["CANCELLED", "PROGRESS", "Interrupted", "cancel_in_flight", "emit", "watch_loop"]
+__all__ = ["CANCELLED", "Interrupted", "cancel_in_flight", "emit", "listening", "watch_loop"]
 
-# listeners called with a dict per event (the CLI's progress lines)
-PROGRESS: list[Callable[[dict[str, Any]], None]] = []
+Listener = Callable[[dict[str, Any]], None]
+
+# who listens to the runs started in this context (the CLI's progress lines)
+_LISTENERS: contextvars.ContextVar[tuple[Listener, ...]] = contextvars.ContextVar(
+    "opsflow_progress", default=()
+)
 
 # set once the CLI was interrupted: node tasks that start after it end at once
 CANCELLED = threading.Event()
@@ -37,9 +45,19 @@ class Interrupted(KeyboardInterrupt):
         self.run_id = run_id
 
 
+@contextlib.contextmanager
+def listening(listener: Listener) -> Iterator[None]:
+    """Call `listener` with the progress events of the runs started inside this block."""
+    token = _LISTENERS.set((*_LISTENERS.get(), listener))
+    try:
+        yield
+    finally:
+        _LISTENERS.reset(token)
+
+
 def emit(event: dict[str, Any]) -> None:
-    """Tell every listener; a listener that fails never fails the run."""
-    for listener in list(PROGRESS):
+    """Tell every listener of this context; a listener that fails never fails the run."""
+    for listener in _LISTENERS.get():
         with contextlib.suppress(Exception):
             listener(event)
 

@@ -61,6 +61,31 @@ def test_every_on_failure_entry_is_tried_and_each_outcome_is_in_the_run_log(flow
     assert "on_failure[1] delivered (webhook)" in logs, logs
 
 
+def test_hooks_see_the_node_outputs_and_the_run_link_of_the_run_they_tell(flow, httpserver: HTTPServer):
+    """on_success and on_failure template over what the nodes did, read from the run's final state."""
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    hook = {"driver": "webhook", "url": httpserver.url_for("/hook")}
+    name = f"outputs-{uuid.uuid4().hex[:8]}"
+    definition = {
+        "name": name,
+        "version": "1.0",
+        "on_success": [{**hook, "title": "ok {{ nodes.first.value }}", "message": "{{ run.ui_url }}"}],
+        "on_failure": [{**hook, "title": "failed after {{ nodes.first.value }}, boom={{ nodes.boom }}"}],
+        "nodes": [
+            {"id": "first", "type": "echo", "config": {"value": "from-first"}, "next": "boom"},
+            {"id": "boom", "type": "fail", "when": "payload.fail"},
+        ],
+    }
+    state = asyncio.run(flow(definition=definition, payload={"fail": True}, return_state=True))
+    assert state.is_failed()
+    state = asyncio.run(flow(definition=definition, payload={"fail": False}, return_state=True))
+    assert state.is_completed()
+    bodies = [json.loads(request.data) for request, _ in httpserver.log]
+    assert [body["title"] for body in bodies] == ["failed after from-first, boom=None", "ok from-first"]
+    run_id = str(state.state_details.flow_run_id)
+    assert run_id in json.dumps(bodies[1]), bodies[1]  # the run's link (or its id) is in the message
+
+
 def test_a_slow_hook_target_stalls_no_other_run_in_the_event_loop(flow, httpserver: HTTPServer):
     release, entered = threading.Event(), threading.Event()
     answered: list[float] = []

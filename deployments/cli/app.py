@@ -181,20 +181,24 @@ def run(
         typer.echo(text)
         return
     from deployments.cli.run import run_from_cli
+    from flows.request import RunRequest
 
-    result = run_from_cli(
-        pipeline,
-        definition_ref=str(config.resolve()) if config else pipeline.name,
-        config_path=str(config) if config else None,
+    request = RunRequest(
+        definition=str(config.resolve()) if config else pipeline.name,
         payload=data,
         source=source,
         environment=environment,
         trace_id=trace_id,
         only=only_ids,
         skip=skip_ids,
+        continue_on_error=continue_on_error,
+    )
+    result = run_from_cli(
+        pipeline,
+        request,
+        config_path=str(config) if config else None,
         as_json=as_json,
         verbose=verbose or VERBOSE or (log_level is not None and log_level.value == "debug"),
-        continue_on_error=continue_on_error,
     )
     if result["status"] == "failed":
         raise Exit(f"Pipeline failed: {result['error']}", code=1)

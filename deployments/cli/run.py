@@ -20,6 +20,8 @@ from typing import Any
 from flows.definition import Pipeline
 from flows.local_server import start_local_server
 from flows.prefect_api import with_api
+from flows.progress import listening
+from flows.request import RunRequest
 from flows.settings import apply_prefect_defaults
 
 RECORD_TIMEOUT = 30.0
@@ -29,20 +31,16 @@ INTERRUPT_FLUSH_TIMEOUT = 2.0
 
 def run_from_cli(
     pipeline: Pipeline,
+    request: RunRequest,
     *,
-    definition_ref: str | dict[str, Any],
-    payload: dict[str, Any],
-    source: str,
-    environment: str,
-    trace_id: str | None,
-    only: list[str] | None,
-    skip: list[str] | None,
     as_json: bool,
     verbose: bool,
-    continue_on_error: bool = False,
     config_path: str | None = None,
 ) -> dict[str, Any]:
     """Run the flow in this process and print progress and the result; return the Run result.
+
+    `pipeline` is `request.definition` loaded and validated (by the CLI, before Prefect
+    is imported); the flow finds it validated already (flows.definition keeps it).
 
     Ctrl-C cancels the run (see `_Interrupt`) and raises `flows.progress.Interrupted`.
     """
@@ -63,25 +61,13 @@ def run_from_cli(
         listener = progress_printer(sys.stderr)
         watcher = RetryWatcher()
         engine_log = logging.getLogger("prefect.task_runs")
-        flow_module.PROGRESS.append(listener)
         engine_log.addHandler(watcher)
         interrupt = _Interrupt(server, listener)
         try:
-            with contextlib.redirect_stdout(out):
-                flow_call = flow_module.run_pipeline(
-                    definition=definition_ref,
-                    payload=payload,
-                    source=source,
-                    environment=environment,
-                    trace_id=trace_id,
-                    only=only,
-                    skip=skip,
-                    continue_on_error=continue_on_error,
-                    return_state=True,
-                )
+            with contextlib.redirect_stdout(out), listening(listener):
+                flow_call = flow_module.run_pipeline(**request.parameters(), return_state=True)
                 state = asyncio.run(interrupt.run(flow_call))
         finally:
-            flow_module.PROGRESS.remove(listener)
             engine_log.removeHandler(watcher)
             interrupt.restore()
         if interrupt.count:

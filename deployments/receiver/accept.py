@@ -19,6 +19,7 @@ from deployments.receiver.http import ReceiverError
 from deployments.receiver.journal import QUEUED
 from deployments.receiver.models import Accepted
 from deployments.receiver.prefect import create_run
+from flows.request import RunRequest
 from nodes.errors import OpsflowError
 from nodes.scrub import scrub_alert_payload
 
@@ -49,7 +50,7 @@ async def accept(
     else:
         key = None
     trace_id = extra.get("trace_id") or uuid.uuid4().hex
-    parameters = {"definition": name, "payload": payload, **extra, "trace_id": trace_id}
+    parameters = RunRequest(definition=name, payload=payload, **{**extra, "trace_id": trace_id}).parameters()
     if state.journal is not None:
         key = key or f"opsflow-receiver:{name}:new:{uuid.uuid4().hex}"  # no key: always a new run
         entry = await state.journal.append(key, name, parameters)

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.receiver.prefect import FLOW_NAME
+from flows.request import FLOW_NAME
 from nodes.errors import OpsflowError
 from nodes.ingest import HTTP_KEY, detect_format, get_format
 

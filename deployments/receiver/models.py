@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.request import DEFAULT_SOURCE
+
 __all__ = [
     "ALERT",
     "DEFINITION",
@@ -58,7 +60,7 @@ class ExecuteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     payload: dict[str, Any] = Field(default_factory=dict, description="The run's payload (an alert, or {}).")
-    source: str = Field(default="api", max_length=64, description="Who asked for the run.")
+    source: str = Field(default=DEFAULT_SOURCE, max_length=64, description="Who asked for the run.")
     trace_id: str | None = Field(default=None, max_length=128, description="Trace id; default a new one.")
     environment: str | None = Field(default=None, max_length=64, description="Environment name.")
     incident_id: str | None = Field(

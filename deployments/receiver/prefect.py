@@ -10,10 +10,10 @@ import time
 from typing import Any
 
 from deployments.receiver.http import ReceiverError
+from flows.request import FLOW_NAME
 
 __all__ = ["FLOW_NAME", "create_run", "freeze_heap", "prefect_client", "reachable"]
 
-FLOW_NAME = "run-pipeline"  # flows.pipeline.FLOW_NAME, without importing the flow here
 
 log = logging.getLogger("opsflow.receiver")
 

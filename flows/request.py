@@ -1,0 +1,74 @@
+"""What a run is asked to do: the flow's parameters, their defaults and the flow's name, in one place.
+
+The CLI, the receiver, `pipeline serve`, `run-stage` and the pipeline hooks all build
+or read a `RunRequest` instead of spelling the parameters out, so a default (the
+`source` of a run nobody named, say) cannot differ between them. Importing this
+module imports no Prefect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nodes.base import RunInfo
+
+if TYPE_CHECKING:
+    from flows.definition import Pipeline
+
+__all__ = ["DEFAULT_ENVIRONMENT", "DEFAULT_SOURCE", "FLOW_NAME", "RunRequest"]
+
+FLOW_NAME = "run-pipeline"
+DEFAULT_SOURCE = "api"
+DEFAULT_ENVIRONMENT = "development"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    """The parameters of one flow run of `run-pipeline` (see `flows.pipeline.run_pipeline`).
+
+    `definition` is a name from definitions/, a path, `block:NAME`, or the whole JSON;
+    `incident_id` runs the pipeline about an incident already in the store;
+    `continue_on_error` lets the other nodes run after a required one failed.
+    """
+
+    definition: str | dict[str, Any]
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str = DEFAULT_SOURCE
+    environment: str = DEFAULT_ENVIRONMENT
+    trace_id: str | None = None
+    only: list[str] | None = None
+    skip: list[str] | None = None
+    incident_id: str | None = None
+    continue_on_error: bool = False
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any] | None) -> RunRequest:
+        """A run's request from its stored parameters; absent or null values take the defaults."""
+        params = params or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        given = {k: v for k, v in params.items() if k in known and v is not None}
+        return cls(**{"definition": "", **given})
+
+    def run_info(self, pipeline: Pipeline, *, run_id: str | None, ui_url: str | None = None) -> RunInfo:
+        """The run as its nodes see it (`run.*` in templates); the trace id defaults to the run's id."""
+        return RunInfo(
+            trace_id=self.trace_id or (run_id or uuid.uuid4().hex).replace("-", ""),
+            run_id=run_id,
+            definition=pipeline.name,
+            definition_version=pipeline.definition_version,
+            source=self.source,
+            environment=self.environment,
+            configured=pipeline.configured(),
+            ui_url=ui_url,
+        )
+
+    def parameters(self) -> dict[str, Any]:
+        """The flow run's parameters: every field that has a value (None ones are left out)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
