@@ -8,6 +8,8 @@ import re
 import sys
 from collections.abc import Iterator
 
+import typer
+
 from flows.definition import definitions_dir, list_definitions, load_definition
 from flows.local_server import configured_api_url
 from nodes import get_node_type
@@ -107,3 +109,20 @@ def _prefect_api() -> Iterator[tuple[bool, str]]:
             yield response.status == 200, f"Prefect API at {url}: HTTP {response.status}"
     except OSError as exc:
         yield False, f"Prefect API at {url}: unreachable ({getattr(exc, 'reason', exc)})"
+
+
+def doctor_command() -> None:
+    """Check Python, the Prefect API, the definitions and the settings they need (names only).
+
+    Exits 1 when something required is missing; optional settings are notes.
+    """
+    marks = {"ok": "✓", "note": "!", "fail": "✗"}
+    counts = {"ok": 0, "note": 0, "fail": 0}
+    for status, line in run_checks():
+        counts[status] += 1
+        typer.echo(f"{marks[status]} {line}")
+    if counts["fail"]:
+        typer.echo(f"Not ready: {counts['fail']} problem(s) (✗) to fix.")
+        raise typer.Exit(1)
+    notes = f", with {counts['note']} note(s) (!): optional settings not set" if counts["note"] else ""
+    typer.echo(f"Ready{notes}.")

@@ -1,274 +1,186 @@
-"""What `pipeline run` and `pipeline runs` do once they need Prefect.
-
-On the embedded default (no PREFECT_API_URL) the local server starts first, in the
-background, while Prefect and the flow are imported; it is stopped only after every
-task run of the run is recorded, so history survives the process.
-"""
+"""`pipeline run` (a definition as a flow run here, or its plan with --dry-run) and `pipeline run-stage`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
 import os
-import signal
-import sys
-import threading
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+import typer
+
+from deployments.cli.common import (
+    DEFAULT_ALERT_PIPELINE,
+    Exit,
+    LogLevel,
+    ids,
+    load_or_exit,
+    payload_from,
+    verbose_requested,
+)
 from flows.definition import Pipeline
-from flows.local_server import start_local_server
-from flows.prefect_api import with_api
-from flows.progress import listening
-from flows.request import RunRequest
-from flows.settings import apply_prefect_defaults
 
-RECORD_TIMEOUT = 30.0
-# after Ctrl-C: how long the run's last events and logs may take to reach the API
-INTERRUPT_FLUSH_TIMEOUT = 2.0
+__all__ = ["run", "run_stage_command"]
 
 
-def run_from_cli(
-    pipeline: Pipeline,
-    request: RunRequest,
-    *,
-    as_json: bool,
-    verbose: bool,
-    config_path: str | None = None,
-) -> dict[str, Any]:
-    """Run the flow in this process and print progress and the result; return the Run result.
+def run(
+    definition: Annotated[str | None, typer.Option("--definition", "-d", help="Definition name.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Path of a definition file.")] = None,
+    payload: Annotated[str | None, typer.Option(help="Alert payload as JSON text.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Alert payload JSON file.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Use a sample Alertmanager payload.")] = False,
+    source: Annotated[str, typer.Option(help="Where the run came from.")] = "cli",
+    environment: Annotated[str, typer.Option(help="Environment name passed to the run.")] = "development",
+    trace_id: Annotated[str | None, typer.Option(help="Trace id (default: the flow run id).")] = None,
+    only: Annotated[str | None, typer.Option(help="Comma-separated node ids: run only these.")] = None,
+    skip: Annotated[str | None, typer.Option(help="Comma-separated node ids to skip.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run result as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")] = False,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option("--log-level", help="Log lines shown while the run goes (default: warnings and up)."),
+    ] = None,
+    continue_on_error: Annotated[
+        bool,
+        typer.Option("--continue-on-error", help="Run the other nodes after a failure (status partial)."),
+    ] = False,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file", help="Settings for this run from a dotenv file (wins over the environment)."
+        ),
+    ] = None,
+) -> None:
+    """Run a pipeline definition as a Prefect flow run (or show its plan with --dry-run)."""
+    if env_file is not None:  # first: the file may set OPSFLOW_DEFINITIONS_DIR or PREFECT_API_URL
+        from deployments.cli.envfile import load_env_file
+        from nodes.errors import OpsflowError
 
-    `pipeline` is `request.definition` loaded and validated (by the CLI, before Prefect
-    is imported); the flow finds it validated already (flows.definition keeps it).
-
-    Ctrl-C cancels the run (see `_Interrupt`) and raises `flows.progress.Interrupted`.
-    """
-    apply_prefect_defaults(quiet_console=not verbose)
-    server = start_local_server()
-    try:
-        from deployments.cli.console import RetryWatcher, progress_printer, quiet_engine_lines
-        from flows import pipeline as flow_module
-        from flows.history import flush_client_queues, wait_for_task_runs
-        from flows.render import result_text
-
-        if server is not None:
-            server.wait_ready()
-        if not verbose:
-            quiet_engine_lines()
-        # with --json, stdout carries only the result: console notifications go to stderr
-        out = sys.stderr if as_json else _ReaderSafe(sys.stdout)
-        listener = progress_printer(sys.stderr)
-        watcher = RetryWatcher()
-        engine_log = logging.getLogger("prefect.task_runs")
-        engine_log.addHandler(watcher)
-        interrupt = _Interrupt(server, listener)
         try:
-            with contextlib.redirect_stdout(out), listening(listener):
-                flow_call = flow_module.run_pipeline(**request.parameters(), return_state=True)
-                state = asyncio.run(interrupt.run(flow_call))
-        finally:
-            engine_log.removeHandler(watcher)
-            interrupt.restore()
-        if interrupt.count:
-            interrupt.finish()
-        result = state.result(raise_on_failure=False)
-        if not isinstance(result, dict):  # the flow itself crashed before producing a result
-            raise _flow_error(state, result)
-        if result.get("run_id"):
-            expected = len(result["executed_nodes"])
-            flush_client_queues()
-            found = asyncio.run(wait_for_task_runs(result["run_id"], expected, RECORD_TIMEOUT))
-            if found < expected:
-                print(f"warning: only {found} of {expected} task runs were recorded", file=sys.stderr)
-        flush_client_queues()
-        nodes = {node.id: node.type for node in pipeline.definition.nodes}
-        text = (
-            json.dumps(result, indent=2, default=str)
-            if as_json
-            else result_text(result, config_path=config_path, nodes=nodes, error_on_status_line=False)
+            names = load_env_file(env_file)
+        except OpsflowError as exc:
+            raise Exit(str(exc)) from None
+        typer.echo(f"Loaded {len(names)} setting(s) from {env_file}: {', '.join(names) or '-'}", err=True)
+    if log_level is not None:  # before Prefect is imported, which reads it once
+        level = {"warn": "WARNING"}.get(log_level.value, log_level.value.upper())
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = level
+        if level == "DEBUG":
+            os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
+    if definition and config:
+        raise Exit("Cannot specify both --definition and --config")
+    if not definition and not config:
+        if not sample:
+            raise Exit("Specify --definition NAME or --config PATH (or --sample for the alert pipeline)")
+        definition = DEFAULT_ALERT_PIPELINE
+    pipeline = load_or_exit(definition or str(config))
+    data = payload_from(payload, file, sample)
+    only_ids, skip_ids = ids(only), ids(skip)
+    both = [i for i in only_ids or [] if i in (skip_ids or [])]
+    if both:
+        raise Exit(f"Node id(s) in both --only and --skip: {', '.join(both)}")
+    unknown = [i for i in [*(only_ids or []), *(skip_ids or [])] if i not in pipeline.nodes]
+    if unknown:
+        raise Exit(f"Unknown node id(s): {', '.join(unknown)} (nodes: {', '.join(pipeline.nodes)})")
+    if dry_run:
+        from flows.render import dry_run_text
+
+        text = dry_run_text(
+            pipeline,
+            config_path=str(config) if config else None,
+            source=source,
+            environment=environment,
+            payload=data,
+            only=only_ids,
+            skip=skip_ids,
+            previews=_previews(pipeline, data),
         )
-        _print_to_reader(text)
-        return result
-    finally:
-        if server is not None:
-            server.stop()
+        typer.echo(text)
+        return
+    from deployments.cli.local_run import run_from_cli
+    from flows.request import RunRequest
+
+    request = RunRequest(
+        definition=str(config.resolve()) if config else pipeline.name,
+        payload=data,
+        source=source,
+        environment=environment,
+        trace_id=trace_id,
+        only=only_ids,
+        skip=skip_ids,
+        continue_on_error=continue_on_error,
+    )
+    result = run_from_cli(
+        pipeline,
+        request,
+        config_path=str(config) if config else None,
+        as_json=as_json,
+        verbose=verbose or verbose_requested() or (log_level is not None and log_level.value == "debug"),
+    )
+    if result["status"] == "failed":
+        raise Exit(f"Pipeline failed: {result['error']}", code=1)
 
 
-def _flow_error(state, result: Any) -> Exception:
-    """The error of a flow run that ended before its result: an opsflow error as it is."""
-    from nodes.errors import OpsflowError
+def _previews(pipeline: Pipeline, payload: dict[str, Any]) -> dict[str, list[dict]]:
+    """What each notify node would send, from modules that can say so (nothing is sent)."""
+    from nodes import get_node_type
+    from nodes.base import NodeContext, RunInfo
 
-    if isinstance(result, OpsflowError):
-        return result
-    detail = f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else state.message
-    return OpsflowError(f"Pipeline failed: the flow run ended {state.type.value}: {detail}")
-
-
-def _print_to_reader(text: str) -> None:
-    """Print the result; a reader that stopped early (`| head -3`) is not an error."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-class _ReaderSafe:
-    """stdout for the run's console notifications: a reader gone (`| head -3`) fails no node."""
-
-    def __init__(self, stream) -> None:
-        self._stream = stream
-        self.gone = False
-
-    def write(self, text: str) -> int:
-        if not self.gone:
+    previews: dict[str, list[dict]] = {}
+    ctx = NodeContext(
+        run=RunInfo(trace_id="dry-run", definition=pipeline.name), payload=payload, dry_run=True
+    )
+    for node in pipeline.definition.nodes:
+        module = get_node_type(node.type)
+        if hasattr(module, "preview"):
             try:
-                return self._stream.write(text)
-            except BrokenPipeError:
-                self.gone = True
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.gone:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self.gone = True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+                previews[node.id] = module.preview(node.config, ctx.for_node(node.id))
+            except Exception as exc:  # a preview is a courtesy; the plan still prints
+                previews[node.id] = [{"error": f"{type(exc).__name__}: {exc}"}]
+    return previews
 
 
-class _Interrupt:
-    """Ctrl-C during a run: the first cancels it, a second exits at once.
+def run_stage_command(
+    node_id: Annotated[str, typer.Argument(help="The node to run.")],
+    definition: Annotated[str | None, typer.Option("--definition", "-d", help="Definition name.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Path of a definition file.")] = None,
+    from_run: Annotated[
+        str | None,
+        typer.Option(help="Take the payload and upstream outputs (redacted) from this past run."),
+    ] = None,
+    payload: Annotated[str | None, typer.Option(help="Alert payload as JSON text.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Alert payload JSON file.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Use a sample Alertmanager payload.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the node result as JSON.")] = False,
+) -> None:
+    """Run one node here, for debugging: no flow run, no retries; upstream outputs from --from-run."""
+    from flows.render import node_block
+    from flows.stage import past_run, run_stage
 
-    The first stops every node task run of this process (`flows.progress.cancel_in_flight`)
-    and cancels the flow, which Prefect records as Crashed; `finish` then marks the run
-    Cancelled and raises `Interrupted` (exit 130). One line is printed. The handler stays
-    until the process ends, so a second Ctrl-C works at any point of the way out.
-    """
+    if definition and config:
+        raise Exit("Cannot specify both --definition and --config")
+    if not definition and not config:
+        raise Exit("Specify --definition NAME or --config PATH")
+    pipeline = load_or_exit(definition or str(config))
+    if node_id not in pipeline.nodes:
+        raise Exit(f"Unknown node id: {node_id} (nodes: {', '.join(pipeline.nodes)})")
+    data = payload_from(payload, file, sample)
+    outputs: dict = {}
+    if from_run:
+        import asyncio
 
-    def __init__(self, server, listener) -> None:
-        self.server = server
-        self.listener = listener
-        self.count = 0
-        self._main: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        from flows.prefect_api import with_api
 
-    def restore(self) -> None:
-        """A run that ended on its own gives Ctrl-C back to whoever had it."""
-        if self._previous is not None and not self.count:
-            signal.signal(signal.SIGINT, self._previous)
-
-    async def run(self, flow_call):
-        self._main = (asyncio.get_running_loop(), asyncio.current_task())
-        try:
-            return await flow_call
-        except asyncio.CancelledError:
-            if not self.count:
-                raise
-            return None
-        finally:
-            self._main = None
-
-    def _on_sigint(self, *_: Any) -> None:
-        from flows.progress import cancel_in_flight
-
-        self.count += 1
-        if self.count > 1:
-            self._hard_exit()
-        if self._main is None:  # not running the flow (yet, or any more): the usual interrupt
-            self.count = 0
-            raise KeyboardInterrupt
-        run_id = getattr(self.listener, "run_id", None)
-        what = f"flow run {run_id}" if run_id else "the run"
-        print(f"Interrupted: cancelling {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
-        cancel_in_flight()
-        loop, main = self._main
-        loop.call_soon_threadsafe(main.cancel)
-
-    def _hard_exit(self) -> None:
-        """The second Ctrl-C: nothing more is waited for (the local server is killed first)."""
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                self.server.process.kill()
-        os._exit(130)
-
-    def finish(self) -> None:
-        """After the cancelled flow returned: record Cancelled, send what is queued, raise."""
-        from flows.history import flush_client_queues
-        from flows.progress import Interrupted
-
-        run_id = getattr(self.listener, "run_id", None)
-        if run_id:
-            with contextlib.suppress(Exception):
-                asyncio.run(_mark_cancelled(run_id))
-        with contextlib.suppress(Exception):
-            flush_client_queues(timeout=INTERRUPT_FLUSH_TIMEOUT)
-        raise Interrupted(run_id)
-
-
-async def _mark_cancelled(run_id: str) -> None:
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.states import Cancelled
-
-    async with get_client() as client:
-        await client.set_flow_run_state(UUID(run_id), Cancelled(message="Cancelled with Ctrl-C"), force=True)
-
-
-def list_runs(definition: str | None, limit: int) -> list[dict[str, Any]]:
-    from flows.history import recent_runs
-
-    return with_api(lambda: asyncio.run(recent_runs(definition, limit)))
-
-
-def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int, bool] | None) -> None:
-    """`pipeline serve`: deployments served in this process until Ctrl-C or SIGTERM."""
-    import signal
-
-    apply_prefect_defaults(quiet_console=False)
-    server = start_local_server()
-    try:
-        if server is not None:
-            server.wait_ready()
-            print(f"Prefect API (local, stops with this command): {server.api_url}", file=sys.stderr)
-        from deployments.serve import serve
-
-        async def main() -> None:
-            tasks: list[asyncio.Task] = []
-
-            def ready(registered, pipeline_server) -> None:
-                names = ", ".join(f"run-pipeline/{name}" for name in registered.values())
-                print(f"Serving {len(registered)} deployment(s): {names}", file=sys.stderr, flush=True)
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, pipeline_server.stopping.set)
-                if receiver is not None:
-                    from deployments.serve import run_receiver
-
-                    tasks.append(asyncio.create_task(run_receiver(*receiver, pipeline_server.stopping)))
-                    print(
-                        f"Alert receiver on http://{receiver[0]}:{receiver[1]}", file=sys.stderr, flush=True
-                    )
-
-            await serve(poll_seconds=poll, limit=limit, on_ready=ready)
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run(main())
-        flush_client_queues_quietly()
-    finally:
-        if server is not None:
-            server.stop()
-
-
-def flush_client_queues_quietly() -> None:
-    from flows.history import flush_client_queues
-
-    with contextlib.suppress(Exception):
-        flush_client_queues()
+        past_payload, outputs = with_api(lambda: asyncio.run(past_run(from_run)))
+        if not (payload or file or sample):
+            data = past_payload
+    missing = sorted(pipeline.ancestors(node_id) - set(outputs))
+    if missing:
+        typer.echo(f"note: no output of upstream node(s) {', '.join(missing)}", err=True)
+    result = run_stage(pipeline, node_id, data, outputs)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    typer.echo("\n".join(node_block(node_id, result["node_type"], result)))
+    typer.echo("Output:")
+    typer.echo(json.dumps(result["output"], indent=2, default=str, ensure_ascii=False))
