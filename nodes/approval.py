@@ -45,15 +45,17 @@ class Answer(BaseModel):
 
 def outcome(config: Config, answer: Answer | None) -> dict[str, Any]:
     """The node output for an answer, or for a timeout (`answer` None)."""
-    timed_out = answer is None
-    approved = (config.on_timeout == "approve") if timed_out else answer.approve
+    if answer is None:
+        approved, comment, by = config.on_timeout == "approve", "", "timeout"
+    else:
+        approved, comment, by = answer.approve, answer.comment, answer.by or "unknown"
     return {
         "approved": approved,
         "decision": "approved" if approved else "rejected",
-        "comment": "" if timed_out else answer.comment,
-        "by": "timeout" if timed_out else (answer.by or "unknown"),
+        "comment": comment,
+        "by": by,
         "decided_at": datetime.now(UTC).isoformat(),
-        "timed_out": timed_out,
+        "timed_out": answer is None,
         "message": config.message,
     }
 

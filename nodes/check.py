@@ -154,7 +154,7 @@ def _http(check: HttpCheck) -> dict[str, Any]:
 
     name = check.name or check.url
     expected = [check.expect_status] if isinstance(check.expect_status, int) else check.expect_status
-    base = {"name": name, "type": "http", "url": check.url, "expect_status": expected}
+    base: dict[str, Any] = {"name": name, "type": "http", "url": check.url, "expect_status": expected}
     started = time.perf_counter()
     try:
         with httpx.Client(timeout=check.timeout, follow_redirects=False) as client:

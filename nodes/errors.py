@@ -56,8 +56,13 @@ class NodeError(OpsflowError):
     """A node failed. Only `retryable` errors are retried by the node's retry policy.
 
     `retry_after` (seconds) carries a server's Retry-After hint; `details` is a small
-    JSON-able dict that ends up in the node result's `errors` entry.
+    JSON-able dict that ends up in the node result's `errors` entry. `duration_ms` and
+    `unexpected` (a bug, not an expected failure) are set only once the error has left
+    a handler (`nodes.runtime.execute_node`); before that they are absent.
     """
+
+    duration_ms: float
+    unexpected: bool
 
     def __init__(
         self,

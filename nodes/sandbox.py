@@ -135,7 +135,8 @@ def _environment(json_safe: bool = False):
             try:
                 return ChainableUndefined._fail_with_undefined_error(self, *args, **kwargs)
             except UndefinedError as exc:
-                exc.missing_name = self._undefined_name  # for the error to name the whole path
+                # for the error to name the whole path; UndefinedError declares no such field
+                vars(exc)["missing_name"] = self._undefined_name
                 raise
 
         __str__ = __iter__ = __len__ = __bool__ = __eq__ = __ne__ = __hash__ = __contains__ = _fail

@@ -106,6 +106,7 @@ def _resolve_string(text: str, ctx: NodeContext, path: str) -> str:
 def _lookup(match: re.Match[str], ctx: NodeContext, path: str) -> str:
     kind, name, default = match.group(1), match.group(2), match.group(3)
     where = f"node {ctx.node_id!r} {path}"
+    value: str | None
     if kind == "secret":
         if ctx.secret_lookup is None:
             raise TemplateError(f"{where}: secret {name!r} cannot be read outside a Prefect run")

@@ -160,8 +160,11 @@ def keep_outcome(conn, once: tuple[str, str, str], result: dict[str, Any], now: 
 def _insert_once(dialect: str):
     from nodes.incidents.tables import run_memory_table as Mem
 
+    index = ["trace_id", "node_id", "entry"]
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(Mem).on_conflict_do_nothing(index_elements=["trace_id", "node_id", "entry"])
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(Mem).on_conflict_do_nothing(index_elements=index)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(Mem).on_conflict_do_nothing(index_elements=index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +20,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 metadata = MetaData()
 
@@ -124,8 +128,9 @@ def alert_upsert(dialect: str):
     """
     from sqlalchemy import bindparam, case, column, func, select
 
+    stmt: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
         names = [c.name for c in alerts_table.columns if c.name != "id"]
         typed = [column(name, alerts_table.c[name].type) for name in names]
@@ -134,11 +139,11 @@ def alert_upsert(dialect: str):
             .table_valued(*typed)
             .render_derived(name="r", with_types=True)
         )
-        stmt = insert(alerts_table).from_select(names, select(*[rows.c[n] for n in names]))
+        stmt = postgresql_insert(alerts_table).from_select(names, select(*[rows.c[n] for n in names]))
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = insert(alerts_table)
+        stmt = sqlite_insert(alerts_table)
     else:
         raise ValueError(f"no upsert for {dialect}")
     new = stmt.excluded

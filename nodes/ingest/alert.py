@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from nodes.errors import IngestError
 
@@ -80,6 +80,17 @@ def worst_severity(severities) -> str:
     return max(severities, key=lambda s: SEVERITY_RANK.get(s, 0), default="info")
 
 
+# never None when required or given a string
+@overload
+def text(
+    value: Any, where: str, *, limit: int = ..., required: Literal[True], truncate: bool = ...
+) -> str: ...
+@overload
+def text(value: str, where: str, *, limit: int = ..., required: bool = ..., truncate: bool = ...) -> str: ...
+@overload
+def text(
+    value: Any, where: str, *, limit: int = ..., required: bool = ..., truncate: bool = ...
+) -> str | None: ...
 def text(
     value: Any, where: str, *, limit: int = MAX_TEXT, required: bool = False, truncate: bool = False
 ) -> str | None:

@@ -98,7 +98,8 @@ def alert_expr(alert: dict[str, Any]) -> str | None:
         query = parse_qs(urlsplit(str(url)).query)
     except ValueError:
         return None
-    expr = (query.get("g0.expr") or [None])[0]
+    exprs = query.get("g0.expr")
+    expr = exprs[0] if exprs else None
     return expr.strip() if expr and expr.strip() else None
 
 

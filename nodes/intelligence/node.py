@@ -114,6 +114,11 @@ class Config(BaseModel):
     def settings(self) -> BaseModel:
         return self._settings
 
+    @property
+    def resolved_fallback(self) -> Fallback | None:
+        """`fallback` as an object: validation makes a bare name one, which the field's type cannot say."""
+        return Fallback(provider=self.fallback) if isinstance(self.fallback, str) else self.fallback
+
 
 def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     """Analyse with the configured provider; on a final failure, with the fallback.
@@ -125,9 +130,9 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     try:
         result = _analyze(config.provider, config.settings, config, _leaving_time_for(config, ctx), prompts)
     except NodeError as exc:
-        if config.fallback is None or (exc.retryable and not ctx.last_attempt):
+        fallback = config.resolved_fallback
+        if fallback is None or (exc.retryable and not ctx.last_attempt):
             raise
-        fallback = config.fallback
         ctx.log.warning("%s failed (%s); falling back to %s", config.provider, exc.message, fallback.provider)
         try:
             result = _analyze(fallback.provider, fallback.settings, config, ctx, prompts)
@@ -155,10 +160,11 @@ def _leaving_time_for(config: Config, ctx: NodeContext) -> NodeContext:
     Without it a slow model used the node's whole timeout, the attempt was given up, and
     the fallback never ran: no analysis at all instead of the local one.
     """
-    if config.fallback is None or ctx.deadline is None:
+    fallback = config.resolved_fallback
+    if fallback is None or ctx.deadline is None:
         return ctx
     left = ctx.deadline - time.monotonic()
-    keep = LOCAL_FALLBACK_SECONDS if config.fallback.provider == "local" else left / 2
+    keep = LOCAL_FALLBACK_SECONDS if fallback.provider == "local" else left / 2
     return dataclasses.replace(ctx, deadline=ctx.deadline - min(keep, left / 2))
 
 

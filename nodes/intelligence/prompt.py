@@ -88,14 +88,15 @@ def build_prompt(
     sections = _sections(ctx)
     dropped: list[str] = []
     trimmed = False
+    room = 0  # characters left for the user message, once there is a budget
     if max_input_tokens:
-        budget = max_input_tokens * CHARS_PER_TOKEN - len(system) - 200  # room for the trim note
-        trimmed, dropped = _trim(sections, budget)
+        room = max_input_tokens * CHARS_PER_TOKEN - len(system)
+        trimmed, dropped = _trim(sections, room - 200)  # 200: space for the trim note
     user = _render(sections)
     if trimmed:
         note = "Note: context trimmed to fit the input budget"
         user = f"{user}\n\n{note}" + (f" (left out: {', '.join(dropped)})." if dropped else ".")
-        limit = max(0, max_input_tokens * CHARS_PER_TOKEN - len(system))
+        limit = max(0, room)
         if len(user) > limit:  # even the most important facts do not fit: cut the text itself
             user = user[: max(0, limit - 20)] + "\n[... truncated]"
     redactions = 0
@@ -159,7 +160,8 @@ def _sections(ctx: NodeContext) -> list[_Section]:
         sections.append(
             _Section("Alert target metrics from Prometheus (the alert's own expression)", target, 1)
         )
-    failing, healthy = [], []
+    failing: list[str] = []
+    healthy: list[str] = []
     for node_id, out in checks:
         for check in out.get("checks") or []:
             line = (

@@ -40,9 +40,9 @@ def findings(ctx: NodeContext) -> list[Finding]:
         found.extend(_incident(ctx.incident, alert_rules.queries_by_expr(ctx.nodes)))
         also, hushed = alert_rules.neighbours(ctx.nodes)
         signals = alert_rules.target_signals(ctx.nodes)
-        seen = (f"target now: {signals}" if signals else None, also, hushed)
-        if found and any(seen):  # the target's own state and other troubles (Prometheus, Alertmanager)
-            extra = " ".join(f"{t[0].upper()}{t[1:]}." for t in seen if t)
+        notes = (f"target now: {signals}" if signals else None, also, hushed)
+        if found and any(notes):  # the target's own state and other troubles (Prometheus, Alertmanager)
+            extra = " ".join(f"{t[0].upper()}{t[1:]}." for t in notes if t)
             found[0].summary = f"{found[0].summary} {extra}"
     for _node_id, out in contexts:
         # psutil measured the opsflow host: for an alert about another target, its
@@ -225,7 +225,7 @@ def _severity(alert: dict[str, Any]) -> str:
     return value if value in ("critical", "warning") else "critical" if value == "error" else "info"
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

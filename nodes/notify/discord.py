@@ -33,7 +33,7 @@ class Config(BaseModel):
 def build_payload(config: Config, message: Message) -> dict[str, Any]:
     """Discord's limits: title 256, description 4096, 25 fields of 1024, 6000 characters in all."""
     key = "resolved" if message.resolved else message.level
-    fields = [
+    fields: list[dict[str, Any]] = [
         {"name": truncate(k, 256), "value": truncate(md(v), 200), "inline": True}
         for k, v in message.fields.items()
         if v

@@ -160,6 +160,7 @@ def send(config: Config, message: Message, ctx: NodeContext, client: Any = None)
         tls.verify_mode = ssl.CERT_NONE
     msg = build_email(config, message, s["sender"])
     timeout = ctx.time_left(config.timeout_seconds)
+    smtp: smtplib.SMTP  # or its subclass SMTP_SSL
     try:
         if config.security == "ssl":
             smtp = smtplib.SMTP_SSL(s["host"], s["port"], timeout=timeout, context=tls)

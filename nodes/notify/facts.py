@@ -63,10 +63,10 @@ def alert_name(alert: dict[str, Any]) -> str:
 def fired_for(incident: dict[str, Any] | None) -> str | None:
     """`42m` from the first alert's start to the resolve, when both moments are known."""
     incident = incident or {}
-    starts = [stored_moment(a.get("starts_at")) for a in incident.get("alerts") or []]
-    starts = [s for s in starts if s]
-    ends = [stored_moment(a.get("ends_at")) for a in incident.get("alerts") or []]
-    ends = [e for e in ends if e] or [m for m in [stored_moment(incident.get("resolved_at"))] if m]
+    alerts = incident.get("alerts") or []
+    starts = [s for s in (stored_moment(a.get("starts_at")) for a in alerts) if s]
+    ends = [e for e in (stored_moment(a.get("ends_at")) for a in alerts) if e]
+    ends = ends or [m for m in [stored_moment(incident.get("resolved_at"))] if m]
     if not starts or not ends:
         return None
     seconds = (max(ends) - min(starts)).total_seconds()

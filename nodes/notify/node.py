@@ -181,13 +181,14 @@ def _keep_incident_state(state: dict[str, Any], ctx: NodeContext) -> None:
     The message is already delivered: a store failure is logged, not raised, so a
     retry does not send it twice.
     """
-    incident_id = (ctx.incident or {}).get("id")
+    incident = ctx.incident or {}
+    incident_id = incident.get("id")
     if not incident_id:
         return
     from nodes.incidents.store import save_notification_state
 
     try:
-        ctx.incident["notification_state"] = save_notification_state(incident_id, state)
+        incident["notification_state"] = save_notification_state(incident_id, state)
     except Exception as exc:
         ctx.log.warning("could not store the notification state of incident %s: %s", incident_id, exc)
 
@@ -198,7 +199,7 @@ def _deliver(target: Channel, message: Message, ctx: NodeContext, client: Any):
         return ctx.secrets.redact(record), None
     except NodeError as exc:
         exc.message = ctx.secrets.redact(exc.message)
-        failed = {"driver": target.driver, "status": "failed", "error": exc.message}
+        failed: dict[str, Any] = {"driver": target.driver, "status": "failed", "error": exc.message}
         failed["http_status"] = exc.details.get("http_status")
         if exc.retry_after is not None:
             failed["retry_after"] = exc.retry_after

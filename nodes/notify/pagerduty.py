@@ -71,7 +71,7 @@ def build_event(config: Config, message: Message, routing_key: str) -> dict[str,
         if getattr(config, name):
             payload[name] = getattr(config, name)
     payload["custom_details"] = details
-    event = {
+    event: dict[str, Any] = {
         "routing_key": routing_key,
         "dedup_key": key,
         "event_action": "trigger",
