@@ -1,7 +1,8 @@
-"""HTTP plumbing shared by the notify drivers: one request, its failures as DeliveryError."""
+"""HTTP plumbing of the notify drivers: each request built once (`Outbound`), failures as DeliveryError."""
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import functools
 import json
@@ -11,13 +12,24 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from nodes.base import REDACTED
+from nodes.base import REDACTED, Secrets
 from nodes.errors import ConfigError, DeliveryError
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["check_status", "delivered", "new_client", "request", "retry_after", "secret_or_env", "target"]
+    from nodes.base import NodeContext
+
+__all__ = [
+    "Outbound",
+    "check_status",
+    "delivered",
+    "new_client",
+    "request",
+    "retry_after",
+    "secret_or_env",
+    "target",
+]
 
 DEFAULT_TIMEOUT = 10.0
 _ERROR_TEXT_LIMIT = 300
@@ -39,13 +51,74 @@ def new_client(connections: int = 10) -> httpx.Client:
     return httpx.Client(verify=_tls_context(), limits=limits)
 
 
-def secret_or_env(value: SecretStr | None, env: str, driver: str, field: str) -> str:
-    """The configured secret, else the environment variable `env`; neither is a config error."""
+@dataclasses.dataclass(frozen=True)
+class Outbound:
+    """One request of a driver, built once: `send` executes it and `preview` masks it, so a dry
+    run shows what would be sent.
+
+    `secrets` are the credentials it carries (a webhook URL, a token header, a routing key in
+    the body): sending adds them to the run's secrets, and a preview shows them as ***.
+    """
+
+    method: str
+    url: str
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    body: Any = None
+    secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+
+    def send(
+        self, driver: str, ctx: NodeContext, timeout: float, client: httpx.Client | None = None
+    ) -> httpx.Response:
+        """Execute it within what is left of the attempt; anything but 2xx is raised (`check_status`)."""
+        for secret in self.secrets:
+            ctx.secrets.add(secret)
+        response = request(
+            driver,
+            self.method,
+            self.url,
+            client=client,
+            timeout=ctx.time_left(timeout),
+            json_body=self.body,
+            headers=self.headers or None,
+        )
+        check_status(driver, self.url, response)
+        return response
+
+    def preview(self, driver: str) -> dict[str, Any]:
+        """`driver`, `method`, `url` (scheme and host), `headers` (when any: every value ***), `body`."""
+        shown: dict[str, Any] = {"driver": driver, "method": self.method, "url": target(self.url)}
+        if self.headers:
+            shown["headers"] = {name: REDACTED for name in self.headers}
+        shown["body"] = _masked(self.body, {s for s in self.secrets if s})
+        return shown
+
+
+def _masked(value: Any, secrets: set[str]) -> Any:
+    """`value` with each secret as ***: a string that is one (however short), or contains one."""
+    scrub = Secrets(secrets)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return REDACTED if item in secrets else scrub.redact(item)
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
+
+
+def secret_or_env(value: SecretStr | None, env: str, driver: str, field: str, *, strict: bool = True) -> str:
+    """The configured secret, else the environment variable `env`; neither is a config error,
+    except for a preview (`strict=False`), where it reads ***."""
     if value is not None and value.get_secret_value():
         return value.get_secret_value()
     found = os.environ.get(env)
     if found:
         return found
+    if not strict:
+        return REDACTED
     raise ConfigError(f"{driver}: no {field} configured and {env} is not set")
 
 

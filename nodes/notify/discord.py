@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from nodes.base import REDACTED, NodeContext
-from nodes.notify._http import check_status, delivered, request, secret_or_env, target
+from nodes.base import NodeContext
+from nodes.notify._http import Outbound, delivered, secret_or_env, target
 from nodes.notify.escape import markdown as md
 from nodes.notify.message import SEVERITY_COLOURS, Message, truncate
 
@@ -67,33 +67,25 @@ def _description(message: Message) -> str:
     return f"{quote}{head}\n{md(message.text)}"
 
 
+def outbound(config: Config, message: Message, *, strict: bool = True) -> Outbound:
+    """The embed, to the webhook URL (config, else DISCORD_WEBHOOK_URL; `strict=False`: *** if unset)."""
+    url = secret_or_env(config.webhook_url, "DISCORD_WEBHOOK_URL", "discord", "webhook_url", strict=strict)
+    return Outbound("POST", url, body=build_payload(config, message), secrets=(url,))
+
+
 def preview(config: Config, message: Message) -> dict[str, Any]:
-    url = config.webhook_url.get_secret_value() if config.webhook_url else None
-    return {
-        "driver": "discord",
-        "method": "POST",
-        "url": target(url) if url else REDACTED,
-        "body": build_payload(config, message),
-    }
+    """The request `send` would make, masked; a URL not set reads ***."""
+    return outbound(config, message, strict=False).preview("discord")
 
 
 def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Client | None = None) -> dict:
     """Execute the webhook; Discord answers 204, and a 429 says in JSON how long to wait."""
-    url = secret_or_env(config.webhook_url, "DISCORD_WEBHOOK_URL", "discord", "webhook_url")
-    ctx.secrets.add(url)
-    response = request(
-        "discord",
-        "POST",
-        url,
-        client=client,
-        timeout=ctx.time_left(config.timeout_seconds),
-        json_body=build_payload(config, message),
-    )
-    check_status("discord", url, response)
+    out = outbound(config, message)
+    response = out.send("discord", ctx, config.timeout_seconds, client)
     message_id = None
     if response.status_code == 200 and response.content:  # `?wait=true` returns the message
         try:
             message_id = response.json().get("id")
         except (ValueError, AttributeError):
             pass
-    return delivered("discord", response, message_id=message_id, target=target(url))
+    return delivered("discord", response, message_id=message_id, target=target(out.url))

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from nodes.base import NodeContext
+from nodes.base import REDACTED, NodeContext
 from nodes.errors import ConfigError, DeliveryError
 from nodes.notify.message import Message, alertmanager_subject, truncate
 
@@ -72,22 +72,33 @@ class Config(BaseModel):
         return value
 
 
-def settings(config: Config) -> dict[str, Any]:
-    """Config merged with the SMTP_* environment; the password is returned in clear for login."""
+def settings(config: Config, *, strict: bool = True) -> dict[str, Any]:
+    """Config merged with the SMTP_* environment; the password is returned in clear for login.
+
+    For a preview (`strict=False`) a host or sender not set reads ***, and the port is not
+    checked (a preview does not show it).
+    """
     host = config.host or os.environ.get("SMTP_HOST")
-    if not host:
+    if not host and strict:
         raise ConfigError("email: no host configured and SMTP_HOST is not set")
     port = config.port or os.environ.get("SMTP_PORT") or _DEFAULT_PORT[config.security]
     try:
         port = int(port)
     except ValueError:
-        raise ConfigError(f"email: SMTP_PORT is not a number: {port!r}") from None
+        if strict:
+            raise ConfigError(f"email: SMTP_PORT is not a number: {port!r}") from None
     username = config.username or os.environ.get("SMTP_USERNAME") or None
     password = config.password.get_secret_value() if config.password else os.environ.get("SMTP_PASSWORD")
     sender = config.sender or os.environ.get("SMTP_FROM") or username
-    if not sender:
+    if not sender and strict:
         raise ConfigError("email: no sender configured and neither SMTP_FROM nor SMTP_USERNAME is set")
-    return {"host": host, "port": port, "username": username, "password": password, "sender": sender}
+    return {
+        "host": host or REDACTED,
+        "port": port,
+        "username": username,
+        "password": password,
+        "sender": sender or REDACTED,
+    }
 
 
 def build_email(config: Config, message: Message, sender: str):
@@ -129,15 +140,15 @@ def _html(message: Message, text: str) -> str:
 
 
 def preview(config: Config, message: Message) -> dict[str, Any]:
-    host = config.host or os.environ.get("SMTP_HOST") or "***"
-    sender = config.sender or os.environ.get("SMTP_FROM") or config.username or "***"
-    msg = build_email(config, message, sender)
+    """The mail `send` would send, from the same settings; a host or sender not set reads ***."""
+    s = settings(config, strict=False)
+    msg = build_email(config, message, s["sender"])
     return {
         "driver": "email",
         "method": "SMTP",
-        "url": f"smtp://{host}",
+        "url": f"smtp://{s['host']}",
         "body": {
-            "from": sender,
+            "from": s["sender"],
             "to": config.to,
             "subject": msg["Subject"],
             "text": msg.get_body(("plain",)).get_content(),

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from nodes.base import REDACTED, NodeContext
+from nodes.base import NodeContext
 from nodes.errors import DeliveryError
-from nodes.notify._http import check_status, delivered, request, secret_or_env, target
+from nodes.notify._http import Outbound, delivered, secret_or_env
 from nodes.notify.message import Message, truncate
 
 if TYPE_CHECKING:
@@ -67,9 +67,10 @@ def build_event(config: Config, message: Message, routing_key: str) -> dict[str,
         "source": config.source or _source(message),
         "severity": message.level,
     }
-    for name in ("component", "group"):
-        if getattr(config, name):
-            payload[name] = getattr(config, name)
+    if config.component:
+        payload["component"] = config.component
+    if config.group:
+        payload["group"] = config.group
     payload["custom_details"] = details
     event: dict[str, Any] = {
         "routing_key": routing_key,
@@ -92,35 +93,30 @@ def _source(message: Message) -> str:
     return message.run.get("definition") or "opsflow"
 
 
+def outbound(config: Config, message: Message, *, strict: bool = True) -> Outbound:
+    """The event, with the routing key (config, else PAGERDUTY_ROUTING_KEY; `strict=False`: *** if unset)."""
+    key = secret_or_env(
+        config.routing_key, "PAGERDUTY_ROUTING_KEY", "pagerduty", "routing_key", strict=strict
+    )
+    return Outbound("POST", config.events_url, body=build_event(config, message, key), secrets=(key,))
+
+
 def preview(config: Config, message: Message) -> dict[str, Any]:
-    return {
-        "driver": "pagerduty",
-        "method": "POST",
-        "url": target(config.events_url),
-        "body": build_event(config, message, REDACTED),
-    }
+    """The request `send` would make, masked: the routing key reads ***."""
+    return outbound(config, message, strict=False).preview("pagerduty")
 
 
 def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Client | None = None) -> dict:
     """Trigger (or resolve) the incident's PagerDuty alert; 202 means PagerDuty queued it."""
-    routing_key = secret_or_env(config.routing_key, "PAGERDUTY_ROUTING_KEY", "pagerduty", "routing_key")
-    ctx.secrets.add(routing_key)
-    event = build_event(config, message, routing_key)
-    response = request(
-        "pagerduty",
-        "POST",
-        config.events_url,
-        client=client,
-        timeout=ctx.time_left(config.timeout_seconds),
-        json_body=event,
-    )
-    check_status("pagerduty", config.events_url, response)
+    out = outbound(config, message)
+    response = out.send("pagerduty", ctx, config.timeout_seconds, client)
     try:
         data = response.json()
     except ValueError:
         data = {}
     if isinstance(data, dict) and data.get("status") not in (None, "success"):
         raise DeliveryError(f"pagerduty: event refused: {data.get('status')}: {data.get('message')}")
+    event = out.body
     return delivered(
         "pagerduty",
         response,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from nodes.base import REDACTED, NodeContext
 from nodes.errors import ConfigError, DeliveryError, NodeError
-from nodes.notify._http import check_status, delivered, request, target
+from nodes.notify._http import Outbound, delivered, target
 from nodes.notify.escape import slack as esc
 from nodes.notify.escape import slack_link
 from nodes.notify.message import SEVERITY_COLOURS, SEVERITY_EMOJI, Message, truncate
@@ -119,64 +119,47 @@ def _thread(message: Message) -> tuple[str | None, str | None]:
     return state.get("channel"), state.get("ts")
 
 
-def preview(config: Config, message: Message) -> dict[str, Any]:
+def outbound(config: Config, message: Message, *, strict: bool = True) -> Outbound:
+    """The post: to the incoming webhook, or `chat.postMessage` with the bot token, in the
+    incident's thread once an earlier run posted its first message (`strict=False`: what is
+    missing reads ***, for a preview)."""
     mode, secret = _mode(config)
-    if mode == "api":
-        thread_channel, ts = _thread(message)
-        channel = thread_channel or config.channel or os.environ.get("SLACK_CHANNEL")
-        body = build_payload(message, channel, ts)
-        url = f"{config.api_url.rstrip('/')}/chat.postMessage"
-        return {"driver": "slack", "method": "POST", "url": target(url), "body": body}
-    return {
-        "driver": "slack",
-        "method": "POST",
-        "url": target(secret) if secret else REDACTED,
-        "body": build_payload(message),
-    }
+    if not secret:
+        if strict:
+            raise ConfigError("slack: no webhook_url or token configured and SLACK_WEBHOOK_URL is not set")
+        secret = REDACTED
+    if mode == "webhook":
+        return Outbound("POST", secret, body=build_payload(message), secrets=(secret,))
+    thread_channel, ts = _thread(message)
+    channel = thread_channel or config.channel or os.environ.get("SLACK_CHANNEL")
+    if not channel and strict:
+        raise ConfigError("slack: a bot token needs a channel (config `channel` or SLACK_CHANNEL)")
+    payload = build_payload(message, channel, ts)
+    if config.username:
+        payload["username"] = config.username
+    return _web_api(config, "chat.postMessage", payload, secret)
 
 
-def _web_api(config: Config, method: str, body: dict, secret: str, ctx: NodeContext, client):
-    """POST one Web API method with the bot token; any non-2xx is raised (check_status)."""
+def _web_api(config: Config, method: str, body: dict, secret: str) -> Outbound:
+    """One Web API call, authorised by the bot token."""
     url = f"{config.api_url.rstrip('/')}/{method}"
-    response = request(
-        "slack",
-        "POST",
-        url,
-        client=client,
-        timeout=ctx.time_left(config.timeout_seconds),
-        json_body=body,
-        headers={"Authorization": f"Bearer {secret}"},
-    )
-    check_status("slack", url, response)
-    return response
+    return Outbound("POST", url, {"Authorization": f"Bearer {secret}"}, body, secrets=(secret,))
+
+
+def preview(config: Config, message: Message) -> dict[str, Any]:
+    """The request `send` would make first, masked; a webhook URL or token not set reads ***."""
+    return outbound(config, message, strict=False).preview("slack")
 
 
 def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Client | None = None) -> dict:
     """Post the message; with a bot token, resolves and repeats go into the incident's thread."""
     mode, secret = _mode(config)
-    if not secret:
-        raise ConfigError("slack: no webhook_url or token configured and SLACK_WEBHOOK_URL is not set")
-    ctx.secrets.add(secret)
+    out = outbound(config, message)
+    response = out.send("slack", ctx, config.timeout_seconds, client)
     if mode == "webhook":
-        response = request(
-            "slack",
-            "POST",
-            secret,
-            client=client,
-            timeout=ctx.time_left(config.timeout_seconds),
-            json_body=build_payload(message),
-        )
-        check_status("slack", secret, response)
-        return delivered("slack", response, mode="webhook", target=target(secret))
+        return delivered("slack", response, mode="webhook", target=target(out.url))
 
-    thread_channel, ts = _thread(message)
-    channel = thread_channel or config.channel or os.environ.get("SLACK_CHANNEL")
-    if not channel:
-        raise ConfigError("slack: a bot token needs a channel (config `channel` or SLACK_CHANNEL)")
-    payload = build_payload(message, channel, ts)
-    if config.username:
-        payload["username"] = config.username
-    response = _web_api(config, "chat.postMessage", payload, secret, ctx, client)
+    channel, ts = out.body["channel"], out.body.get("thread_ts")
     try:
         data = response.json()
     except ValueError as exc:
@@ -214,7 +197,8 @@ def _update_root(config: Config, message: Message, ctx: NodeContext, client, sec
     body = build_payload(message, channel)
     body["ts"] = ts
     try:
-        response = _web_api(config, "chat.update", body, secret, ctx, client)
+        update = _web_api(config, "chat.update", body, secret)
+        response = update.send("slack", ctx, config.timeout_seconds, client)
         data = response.json()
     except (NodeError, ValueError) as exc:
         ctx.log.warning("slack chat.update of %s failed: %s", ts, exc)

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from nodes.base import REDACTED, NodeContext
-from nodes.notify._http import check_status, delivered, request, secret_or_env, target
+from nodes.base import NodeContext
+from nodes.notify._http import Outbound, delivered, secret_or_env, target
 from nodes.notify.escape import markdown as md
 from nodes.notify.message import Message, truncate
 
@@ -87,27 +87,19 @@ def _severity_text(message: Message) -> str:
     return line + (f" · target **{md(message.target)}**" if message.target else "")
 
 
+def outbound(config: Config, message: Message, *, strict: bool = True) -> Outbound:
+    """The card, to the Workflows URL (config, else TEAMS_WEBHOOK_URL; `strict=False`: *** if unset)."""
+    url = secret_or_env(config.webhook_url, "TEAMS_WEBHOOK_URL", "teams", "webhook_url", strict=strict)
+    return Outbound("POST", url, body=build_card(message), secrets=(url,))
+
+
 def preview(config: Config, message: Message) -> dict[str, Any]:
-    url = config.webhook_url.get_secret_value() if config.webhook_url else None
-    return {
-        "driver": "teams",
-        "method": "POST",
-        "url": target(url) if url else REDACTED,
-        "body": build_card(message),
-    }
+    """The request `send` would make, masked; a URL not set reads ***."""
+    return outbound(config, message, strict=False).preview("teams")
 
 
 def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Client | None = None) -> dict:
     """Post the card; Workflows answers 202 (queued) and any 2xx counts as delivered."""
-    url = secret_or_env(config.webhook_url, "TEAMS_WEBHOOK_URL", "teams", "webhook_url")
-    ctx.secrets.add(url)
-    response = request(
-        "teams",
-        "POST",
-        url,
-        client=client,
-        timeout=ctx.time_left(config.timeout_seconds),
-        json_body=build_card(message),
-    )
-    check_status("teams", url, response)
-    return delivered("teams", response, target=target(url))
+    out = outbound(config, message)
+    response = out.send("teams", ctx, config.timeout_seconds, client)
+    return delivered("teams", response, target=target(out.url))

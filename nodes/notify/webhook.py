@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from nodes.base import REDACTED, NodeContext
+from nodes.base import NodeContext
 from nodes.errors import ConfigError
-from nodes.notify._http import check_status, delivered, request, target
+from nodes.notify._http import Outbound, delivered, target
 from nodes.notify.message import Message
 from nodes.templating import render_template
 
@@ -83,31 +83,22 @@ def _render_leaves(value: Any, variables: dict[str, Any]) -> Any:
     return value
 
 
+def outbound(config: Config, message: Message) -> Outbound:
+    """The rendered body, to the URL with the headers (every header value is a secret)."""
+    url = config.url.get_secret_value()
+    headers = {name: value.get_secret_value() for name, value in config.headers.items()}
+    return Outbound(
+        config.method, url, headers, build_body(config, message), secrets=(url, *headers.values())
+    )
+
+
 def preview(config: Config, message: Message) -> dict[str, Any]:
-    return {
-        "driver": "webhook",
-        "method": config.method,
-        "url": target(config.url.get_secret_value()),
-        "headers": {name: REDACTED for name in config.headers},
-        "body": build_body(config, message),
-    }
+    """The request `send` would make, masked: the URL's host only, header values as ***."""
+    return outbound(config, message).preview("webhook")
 
 
 def send(config: Config, message: Message, ctx: NodeContext, client: httpx.Client | None = None) -> dict:
     """Send the rendered body; any 2xx is delivered."""
-    url = config.url.get_secret_value()
-    headers = {name: value.get_secret_value() for name, value in config.headers.items()}
-    for secret in (url, *headers.values()):
-        ctx.secrets.add(secret)
-    body = build_body(config, message)
-    response = request(
-        "webhook",
-        config.method,
-        url,
-        client=client,
-        timeout=ctx.time_left(config.timeout_seconds),
-        json_body=body,
-        headers=headers,
-    )
-    check_status("webhook", url, response)
-    return delivered("webhook", response, target=target(url))
+    out = outbound(config, message)
+    response = out.send("webhook", ctx, config.timeout_seconds, client)
+    return delivered("webhook", response, target=target(out.url))
