@@ -51,7 +51,7 @@ def new_client(connections: int = 10) -> httpx.Client:
     return httpx.Client(verify=_tls_context(), limits=limits)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Outbound:
     """One request of a driver, built once: `send` executes it and `preview` masks it, so a dry
     run shows what would be sent.
@@ -64,7 +64,10 @@ class Outbound:
     url: str
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     body: Any = None
-    secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # the URL and headers are credentials: a log line shows neither
+        return f"Outbound({self.method} {target(self.url)})"
 
     def send(
         self, driver: str, ctx: NodeContext, timeout: float, client: httpx.Client | None = None
