@@ -1,18 +1,20 @@
 """Node handlers: plain functions that know nothing of Prefect.
 
-A node type is a module with a pydantic `Config` (extra="forbid") and
-`run(config: Config, ctx: NodeContext) -> dict`. `NODE_TYPES` maps each type name to
-its module path (or `module:object` for an object with the same two members); modules
-are imported on first use, so loading a definition does not import what its nodes do
-not need.
+A node type is a module with a pydantic `Config` and `run(config, ctx) -> dict`, and may
+have more: `nodes.protocols.NodeType` says what. `NODE_TYPES` maps each type name to its
+module path (or `module:object` for an object with the same members); modules are
+imported on first use, so loading a definition does not import what its nodes do not need.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 from nodes.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from nodes.protocols import NodeType
 
 __all__ = ["NODE_TYPES", "get_node_type", "unknown_name"]
 
@@ -33,7 +35,7 @@ def unknown_name(kind: str, name: object, known: dict) -> str:
     return f"unknown {kind} {name!r} (known: {', '.join(sorted(known))})"
 
 
-def get_node_type(name: str) -> ModuleType:
+def get_node_type(name: str) -> NodeType:
     """The handler module of node type `name`; an unknown name lists the known ones."""
     try:
         path = NODE_TYPES[name]
@@ -41,4 +43,4 @@ def get_node_type(name: str) -> ModuleType:
         raise DefinitionError(unknown_name("node type", name, NODE_TYPES)) from None
     module_path, _, attribute = path.partition(":")
     module = import_module(module_path)
-    return getattr(module, attribute) if attribute else module
+    return cast("NodeType", getattr(module, attribute) if attribute else module)

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 from nodes import get_node_type
 from nodes.base import NodeContext
 from nodes.errors import ConfigError, NodeError
+from nodes.protocols import config_resolver
 from nodes.summaries import failure_summary, summarize
-from nodes.templating import resolve
 
 __all__ = ["execute_node", "format_validation_error", "node_result", "validate_config"]
 
@@ -96,7 +96,7 @@ def execute_node(
     try:
         module = get_node_type(node_type)
         # a node type may keep some templates for itself (the webhook body renders with `message`)
-        resolved = getattr(module, "resolve_config", resolve)(config, node_ctx) if dynamic else config
+        resolved = config_resolver(module)(config, node_ctx) if dynamic else config
         output = module.run(validate_config(node_type, resolved), node_ctx)
     except NodeError as exc:
         prefix = f"node {node_id!r}"

@@ -125,16 +125,17 @@ def _previews(pipeline: Pipeline, payload: dict[str, Any]) -> dict[str, list[dic
     """What each notify node would send, from modules that can say so (nothing is sent)."""
     from nodes import get_node_type
     from nodes.base import NodeContext, RunInfo
+    from nodes.protocols import preview_of
 
     previews: dict[str, list[dict]] = {}
     ctx = NodeContext(
         run=RunInfo(trace_id="dry-run", definition=pipeline.name), payload=payload, dry_run=True
     )
     for node in pipeline.definition.nodes:
-        module = get_node_type(node.type)
-        if hasattr(module, "preview"):
+        preview = preview_of(get_node_type(node.type))
+        if preview is not None:
             try:
-                previews[node.id] = module.preview(node.config, ctx.for_node(node.id))
+                previews[node.id] = preview(node.config, ctx.for_node(node.id))
             except Exception as exc:  # a preview is a courtesy; the plan still prints
                 previews[node.id] = [{"error": f"{type(exc).__name__}: {exc}"}]
     return previews

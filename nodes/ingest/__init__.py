@@ -1,20 +1,21 @@
 """Alert formats and the incident store. `FORMATS` maps a format name to its module.
 
-A format module holds a pydantic `Config` (extra="forbid", a description on every
-field), `SHAPE` (what a payload of that format looks like, for error messages),
-`detect(payload) -> bool` and `parse(payload, config) -> Parsed`, which turns one
-webhook payload into normalised alerts (see `nodes.ingest.alert`) or raises
-`IngestError`. The order of `FORMATS` is the order `auto` tries them in.
+A format module holds a pydantic `Config`, `SHAPE`, `detect(payload) -> bool` and
+`parse(payload, config=None) -> Parsed`, which turns one webhook payload into normalised
+alerts (see `nodes.ingest.alert`) or raises `IngestError`: `nodes.protocols.Format` says
+each in full. The order of `FORMATS` is the order `auto` tries them in.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nodes import unknown_name
 from nodes.errors import DefinitionError, IngestError
+
+if TYPE_CHECKING:
+    from nodes.protocols import Format
 
 __all__ = ["FORMATS", "HTTP_KEY", "detect_format", "get_format"]
 
@@ -33,10 +34,10 @@ FORMATS: dict[str, str] = {
 HTTP_KEY = "_opsflow_http"
 
 
-def get_format(name: str) -> ModuleType:
+def get_format(name: str) -> Format:
     """The format module called `name`; an unknown name lists the known ones."""
     try:
-        return import_module(FORMATS[name])
+        return cast("Format", import_module(FORMATS[name]))
     except (KeyError, TypeError):
         raise DefinitionError(unknown_name("ingest format", name, FORMATS)) from None
 

@@ -1,20 +1,21 @@
 """AI analysis providers. `PROVIDERS` maps a provider name to its module.
 
-A provider module holds a pydantic `Config` (extra="forbid", SecretStr for keys, a
-description on every field), `USES_PROMPT` (False when it reads the run directly), and
-`analyze(config, ctx, prompt, *, client=None) -> dict` returning
-`{"analysis": schema.Analysis, "model", "input_tokens", "output_tokens"}`, or raising
-`ProviderError` (retryable only when another try may succeed). `node.run` shapes that
-into the node output and applies the fallback.
+A provider module holds a pydantic `Config`, `USES_PROMPT` and `analyze(config, ctx, prompt,
+*, client=None) -> dict`, returning the analysis with its model and token counts or raising
+`ProviderError`: `nodes.protocols.Provider` says each in full. `node.run` shapes that into
+the node output and applies the fallback.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 from nodes import unknown_name
 from nodes.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from nodes.protocols import Provider
 
 __all__ = ["PROVIDERS", "get_provider"]
 
@@ -26,9 +27,9 @@ PROVIDERS: dict[str, str] = {
 }
 
 
-def get_provider(name: str) -> ModuleType:
+def get_provider(name: str) -> Provider:
     """The provider module called `name`; an unknown name lists the known ones."""
     try:
-        return import_module(PROVIDERS[name])
+        return cast("Provider", import_module(PROVIDERS[name]))
     except (KeyError, TypeError):
         raise DefinitionError(unknown_name("intelligence provider", name, PROVIDERS)) from None

@@ -13,6 +13,7 @@ from nodes.errors import DefinitionError, NodeError, ProviderError
 from nodes.intelligence import get_provider
 from nodes.intelligence.analysis import output
 from nodes.intelligence.prompt import Prompt, build_prompt
+from nodes.protocols import api_key_env
 
 __all__ = ["Config", "Fallback", "required_settings", "run"]
 
@@ -220,7 +221,7 @@ def required_settings(config: dict[str, Any]) -> list[str]:
             module = get_provider(provider)
         except DefinitionError:
             continue
-        env = getattr(module, "API_KEY_ENV", None)
+        env = api_key_env(module)
         if env and not settings.get("api_key") and env not in names:
             names.append(env)
     return names

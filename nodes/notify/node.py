@@ -212,7 +212,7 @@ def _deliver(target: Channel, message: Message, ctx: NodeContext, client: Any):
 @contextlib.contextmanager
 def _http_client(targets: list[Channel], pending: list[int]):
     """One pooled httpx client for the whole fan-out, only when an HTTP driver will send."""
-    if not any(getattr(get_driver(targets[i].driver), "HTTP", False) for i in pending):
+    if not any(get_driver(targets[i].driver).HTTP for i in pending):
         yield None
         return
     from nodes.notify._http import new_client
