@@ -10,9 +10,8 @@ from pytest_httpserver import HTTPServer
 
 from nodes.base import REDACTED, NodeContext, RunInfo
 from nodes.errors import ConfigError
-from nodes.notify import DRIVERS, get_driver
+from nodes.notify import DRIVERS, get_driver, pagerduty, webhook
 from nodes.notify import node as notify
-from nodes.notify._http import Outbound
 
 SECRET = "s3cr3t-0utb0und-7e6d5c"
 ENV = ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "SLACK_CHANNEL", "TEAMS_WEBHOOK_URL", "DISCORD_WEBHOOK_URL")
@@ -109,20 +108,24 @@ def test_a_missing_credential_reads_stars_in_a_preview_and_stops_a_send(sink, dr
     assert "error" not in shown and (shown["url"] == REDACTED or shown["body"]["routing_key"] == REDACTED)
     config = notify.Config.model_validate({"driver": driver})
     with pytest.raises(ConfigError, match=f"{env} is not set"):
-        get_driver(driver).send(config.settings, notify.message_for(config, config, ctx()), ctx())
+        get_driver(driver).send(config.settings, message(), ctx())
     assert sink.log == []
 
 
 def test_an_outbound_never_shows_its_credentials():
-    out = Outbound(
-        "POST", f"https://hooks.example.com/{SECRET}", {"Authorization": SECRET}, {"k": "ab"}, ("ab",)
+    hook = webhook.Config(
+        url=f"https://hooks.example.com/{SECRET}", headers={"Authorization": SECRET}, body={}
     )
-    assert SECRET not in repr(out) and SECRET not in str(out)
-    shown = out.preview("probe")
-    assert shown == {
-        "driver": "probe",
-        "method": "POST",
-        "url": f"https://hooks.example.com/{REDACTED}",
-        "headers": {"Authorization": REDACTED},
-        "body": {"k": REDACTED},  # a secret too short to scrub from text is still masked whole
-    }
+    out = webhook.outbound(hook, message())
+    assert SECRET not in repr(out) and SECRET not in str(out) and out.url.endswith(SECRET)
+    # a routing key too short to scrub from text is still masked where it stands whole
+    event = pagerduty.outbound(pagerduty.Config(routing_key="abc"), message()).preview("pagerduty")
+    assert (
+        event["body"]["routing_key"] == REDACTED
+        and event["url"] == f"https://events.pagerduty.com/{REDACTED}"
+    )
+
+
+def message():
+    config = notify.Config.model_validate({"driver": "console"})
+    return notify.message_for(config, config, ctx())
