@@ -33,7 +33,14 @@ __all__ = [
 
 SCHEMA_VERSION = "1.0"
 ID_PATTERN = r"^[a-z0-9_-]+$"
-PROJECT_DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
+_HERE = Path(__file__).resolve().parent
+# a checkout (or an editable install) has definitions/ beside the packages; an installed
+# wheel carries them inside this package (pyproject: force-include into flows/shipped/)
+SHIPPED = _HERE / "shipped"
+PROJECT_DEFINITIONS = next(
+    (d for d in (_HERE.parent / "definitions", SHIPPED / "definitions") if d.is_dir()),
+    _HERE.parent / "definitions",
+)
 
 
 class Defaults(BaseModel):
