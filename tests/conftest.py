@@ -58,10 +58,25 @@ def session_server_log_is_clean():
         from support.prefect_server import server_log_problems
 
         # Prefect's own ephemeral SQLite server sometimes fails a state proposal under write
-        # contention and logs it; the client retries the proposal (seen once in ~800 tests)
+        # contention and logs it; the client retries the proposal (seen once in ~800 tests).
+        # Each one allowed is reported at the end of the session with its exception.
         known = ["Encountered error during state validation"]
-        problems = server_log_problems(_SERVER.output(), allowed=known)
+        output = _SERVER.output()
+        problems = server_log_problems(output, allowed=known)
+        _ALLOWED_SERVER_PROBLEMS.extend(p for p in server_log_problems(output) if p not in problems)
         assert not problems, "the session's Prefect server logged:\n" + "\n---\n".join(problems[:3])
+
+
+_ALLOWED_SERVER_PROBLEMS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say what the session server logged that was let pass, so its cause can be found."""
+    if not _ALLOWED_SERVER_PROBLEMS:
+        return
+    terminalreporter.section("allowed Prefect server problems")
+    for problem in _ALLOWED_SERVER_PROBLEMS:
+        terminalreporter.write_line(problem[:4000])
 
 
 @pytest.fixture(scope="session")

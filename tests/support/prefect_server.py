@@ -56,6 +56,9 @@ def server_log_problems(text: str, allowed: Iterable[str] = ()) -> list[str]:
     problems = []
     for match in PROBLEM.finditer(text):
         excerpt = text[match.start() : match.start() + 1500]
+        end = text.find("\n\n", match.start())  # a traceback ends with its exception line
+        if end != -1 and end - match.start() > 1500:
+            excerpt += "\n  …\n" + text[max(match.start() + 1500, end - 600) : end]
         if not any(pattern in excerpt for pattern in allowed):
             problems.append(excerpt)
     return problems
