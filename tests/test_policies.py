@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pytest_httpserver import HTTPServer
-from support.prefect_server import free_port
+from support.ports import free_port
 from testnodes import TEST_NODE_TYPES
 from werkzeug import Request, Response
 
