@@ -1,4 +1,4 @@
-"""Shared test set-up: an isolated environment, and PostgreSQL when the machine has it."""
+"""Shared test set-up: an isolated environment, Prefect, PostgreSQL when the machine has it, an HTTP sink."""
 
 from __future__ import annotations
 
@@ -153,3 +153,22 @@ def run(flow):
         return state, state.result(raise_on_failure=False)
 
     return go
+
+
+@pytest.fixture(scope="module")
+def sink_server():
+    """One threaded recording HTTP server per test module (behind `sink`)."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sink(sink_server):
+    """A threaded HTTP server on 127.0.0.1 that records every request; emptied after each test."""
+    yield sink_server
+    sink_server.check_assertions()
+    sink_server.clear()
