@@ -172,3 +172,47 @@ def sink(sink_server):
     yield sink_server
     sink_server.check_assertions()
     sink_server.clear()
+
+
+@pytest.fixture
+def fake(sink_server):
+    """The fake AI provider API (the module's recording HTTP server), empty when the test starts."""
+    sink_server.clear()
+    yield sink_server
+    sink_server.check_assertions()
+
+
+@pytest.fixture
+def no_env_keys(monkeypatch):
+    """No provider key from the environment: a test gives its own (modules use it for every test)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never answers: a hung provider."""
+    import socket
+    import threading
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    held, stop = [], threading.Event()
+
+    def accept():
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    sock.close()
