@@ -112,6 +112,23 @@ def postgres_url(postgres_admin_url: str):
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """An empty incident store database: SQLite, then PostgreSQL (marked `postgres`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'incidents.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def fresh_engines():
+    """Drop the incident store's cached engines after the test (modules use it for every test)."""
+    yield
+    from nodes.incidents import store
+
+    store.dispose_engines()
+
+
 @pytest.fixture
 def cli_run(monkeypatch, capsys):
     """Run `pipeline ARGS` in this process: (exit code, stdout, stderr)."""
