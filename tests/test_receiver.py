@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.ports import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,12 +47,6 @@ def alertmanager(name: str, status: str = "firing", starts: str = "2024-05-01T10
 
 def unique(prefix: str = "Receiver") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ThreadedServer:
