@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,7 +31,7 @@ __all__ = [
     "load_definition",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Final = "1.0"
 ID_PATTERN = r"^[a-z0-9_-]+$"
 _HERE = Path(__file__).resolve().parent
 # a checkout (or an editable install) has definitions/ beside the packages; an installed
@@ -298,16 +298,18 @@ def load_definition(
         if content is not None:
             # one run loads its definition in the CLI, the flow and every hook: validated once
             pipeline = _validated_file(str(path), hashlib.sha256(content).hexdigest(), name)
-            _name_clash(path, pipeline.raw.get("name") if _named(pipeline.raw) else path.stem)
+            _name_clash(path, _name_or_stem(pipeline.raw, path))
             return pipeline
         raw, origin, stem = read_json(path), str(path), path.stem
-        _name_clash(path, raw.get("name") if _named(raw) else stem)
+        _name_clash(path, _name_or_stem(raw, path))
         return validate(raw, source=origin, name=name or raw.get("name") or stem)
     return validate(raw, source=origin, name=name or raw.get("name") or stem or "inline")
 
 
-def _named(raw: dict[str, Any]) -> bool:
-    return isinstance(raw.get("name"), str) and bool(raw.get("name"))
+def _name_or_stem(raw: dict[str, Any], path: Path) -> str:
+    """The name a file's definition loads as: its `name` when a non-empty string, else the stem."""
+    name = raw.get("name")
+    return name if isinstance(name, str) and name else path.stem
 
 
 def _small_file_bytes(path: Path) -> bytes | None:

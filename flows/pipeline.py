@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from flows.settings import apply_prefect_defaults
 
@@ -23,7 +24,7 @@ apply_prefect_defaults()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.states import Completed, Failed  # noqa: E402
+from prefect.states import Completed, Failed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
@@ -85,7 +86,8 @@ async def _run_node(
     attempt = task_run.run_count or 1
     max_attempts = int(options["retries"]) + 1
     timeout = options["timeout_seconds"]
-    log = RedactingLogger(get_run_logger(), ctx.secrets)
+    # NodeContext.log is annotated Logger; nodes call only info/warning, which the adapter has
+    log = cast(logging.Logger, RedactingLogger(get_run_logger(), ctx.secrets))
     deadline = time.monotonic() + timeout
     ctx = dataclasses.replace(ctx, log=log, attempt=attempt, max_attempts=max_attempts, deadline=deadline)
     try:
@@ -97,7 +99,7 @@ async def _run_node(
             error.duration_ms = timeout * 1000
             raise error from None
     except NodeError as exc:
-        exc.attempts = attempt
+        setattr(exc, "attempts", attempt)  # noqa: B010  # not a declared NodeError field: the flow's own mark
         if exc.retryable and exc.retry_after and attempt < max_attempts:
             # Prefect's own delay follows: jittered, it can be as short as this
             planned = options["retry_delay_seconds"] * 2 ** (attempt - 1) * _SHORTEST_JITTERED
@@ -137,8 +139,8 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 @lru_cache(maxsize=1024)
 def _node_task(node_type: str, node_id: str, retries: int, delay: float, timeout: float):
+    # decorator form: prefect's overloads take options or a function, not both in one call
     return task(
-        _run_node,
         name=node_type,
         task_run_name=node_id,
         retries=retries,
@@ -149,16 +151,17 @@ def _node_task(node_type: str, node_id: str, retries: int, delay: float, timeout
         cache_policy=NO_CACHE,
         persist_result=False,
         log_prints=False,
-    )
+    )(_run_node)
 
 
 def _read_secret(name: str) -> str:
     from prefect.blocks.system import Secret
 
-    return str(Secret.load(name).get())
+    # called in the node's own thread (no run context, no loop): load dispatches to the sync path
+    return str(cast(Secret, Secret.load(name)).get())
 
 
-@flow(
+@flow(  # type: ignore[call-overload]  # prefect's overloads do not cover task_runner=ThreadPoolTaskRunner with **HOOKS
     name=FLOW_NAME,
     flow_run_name=_flow_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_NODES),
@@ -177,7 +180,7 @@ async def run_pipeline(
     skip: list[str] | None = None,
     incident_id: str | None = None,
     continue_on_error: bool = False,
-) -> dict[str, Any]:
+) -> State[dict[str, Any]]:
     """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON).
 
     The parameters are those of `flows.request.RunRequest`, which says what each means.

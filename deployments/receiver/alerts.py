@@ -155,8 +155,9 @@ def emit_alert_events(summary: Summary, definition: str, run) -> int:
         )
 
     def emit_all() -> None:
-        FlowRunContext.__var__.set(None)  # in this copy of the context only
-        TaskRunContext.__var__.set(None)
+        # in this copy of the context only; prefect types its private context vars without None
+        FlowRunContext.__var__.set(None)  # type: ignore[arg-type]
+        TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
         for alert in alerts:
             _emit(emit_event, alert, related, definition, summary.format)
 
