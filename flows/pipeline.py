@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import threading
 import time
 import uuid
@@ -87,7 +86,7 @@ async def _run_node(
     max_attempts = int(options["retries"]) + 1
     timeout = options["timeout_seconds"]
     # NodeContext.log is annotated Logger; nodes call only info/warning, which the adapter has
-    log = cast(logging.Logger, RedactingLogger(get_run_logger(), ctx.secrets))
+    log = RedactingLogger(get_run_logger(), ctx.secrets)
     deadline = time.monotonic() + timeout
     ctx = dataclasses.replace(ctx, log=log, attempt=attempt, max_attempts=max_attempts, deadline=deadline)
     try:
@@ -99,7 +98,7 @@ async def _run_node(
             error.duration_ms = timeout * 1000
             raise error from None
     except NodeError as exc:
-        setattr(exc, "attempts", attempt)  # noqa: B010  # not a declared NodeError field: the flow's own mark
+        exc.attempts = attempt
         if exc.retryable and exc.retry_after and attempt < max_attempts:
             # Prefect's own delay follows: jittered, it can be as short as this
             planned = options["retry_delay_seconds"] * 2 ** (attempt - 1) * _SHORTEST_JITTERED

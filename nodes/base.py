@@ -222,7 +222,9 @@ class NodeContext:
     incident: dict[str, Any] | None = None
     secrets: Secrets = field(default_factory=Secrets)
     secret_lookup: Callable[[str], str] | None = None
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("opsflow.nodes"))
+    log: logging.Logger | logging.LoggerAdapter = field(
+        default_factory=lambda: logging.getLogger("opsflow.nodes")
+    )
     dry_run: bool = False
     attempt: int = 1
     max_attempts: int = 1

@@ -33,8 +33,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from support.alert_fuzz import JUNK, TEXT, mutated
 
-from deployments.receiver.app import ExecuteRequest, create_app
+from deployments.receiver import create_app
 from deployments.receiver.http import MAX_BODY_BYTES, MAX_DEPTH, is_json
+from deployments.receiver.models import ExecuteRequest
 from nodes.ingest import FORMATS
 
 pytestmark = pytest.mark.timeout(300)
