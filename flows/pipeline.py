@@ -179,6 +179,7 @@ async def run_pipeline(
     skip: list[str] | None = None,
     incident_id: str | None = None,
     continue_on_error: bool = False,
+    http: dict[str, Any] | None = None,
 ) -> State[dict[str, Any]]:
     """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON).
 
@@ -204,6 +205,7 @@ async def run_pipeline(
         skip=skip,
         incident_id=incident_id,
         continue_on_error=continue_on_error,
+        http=http,
     )
     info = request.run_info(pipeline, run_id=run_id, ui_url=flow_run.ui_url)
     if run_id:
@@ -211,7 +213,9 @@ async def run_pipeline(
 
         await tag_flow_run(run_id, pipeline.name, source)
     emit({"state": "started", "run_id": run_id, "trace_id": info.trace_id, "definition": pipeline.name})
-    ctx = NodeContext(run=info, payload=request.payload, secrets=Secrets(), secret_lookup=_read_secret)
+    ctx = NodeContext(
+        run=info, payload=request.payload, http=http, secrets=Secrets(), secret_lookup=_read_secret
+    )
     if incident_id is not None:
         ctx.incident = _stored_incident(incident_id)
     book = RunBook(pipeline, only=only, skip=skip, continue_on_error=continue_on_error)

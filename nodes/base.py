@@ -218,6 +218,9 @@ class NodeContext:
     run: RunInfo
     node_id: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    # the raw webhook request when the receiver started the run ({"headers", "raw_body"}),
+    # for a format that verifies a signature; never part of the payload or the templates
+    http: dict[str, Any] | None = None
     nodes: dict[str, Any] = field(default_factory=dict)
     incident: dict[str, Any] | None = None
     secrets: Secrets = field(default_factory=Secrets)
@@ -268,6 +271,7 @@ class NodeContext:
             run=self.run,
             node_id=node_id,
             payload=self.payload,
+            http=self.http,
             nodes=self.nodes,
             incident=self.incident,
             secrets=self.secrets,
