@@ -26,6 +26,7 @@ __all__ = [
     "Definition",
     "Node",
     "Pipeline",
+    "definition_directory",
     "definitions_dir",
     "list_definitions",
     "load_definition",
@@ -137,6 +138,11 @@ class Pipeline:
     def description(self) -> str:
         return self.definition.description
 
+    @property
+    def directory(self) -> str:
+        """Where the definition's relative paths start (see `definition_directory`)."""
+        return definition_directory(self.source)
+
     @cached_property
     def dynamic(self) -> dict[str, bool]:
         """Which nodes' configs hold templates or references (the others skip resolution)."""
@@ -175,6 +181,16 @@ class Pipeline:
                 seen.add(current)
                 stack.extend(self.predecessors.get(current, []))
         return seen
+
+
+def definition_directory(source: str) -> str:
+    """The directory of the definition file `source` names; the process's working directory for
+    an inline or block definition (a command node's `cwd` and schema paths start here)."""
+    if source and source != "inline" and not source.startswith("block:"):
+        path = Path(source)
+        if path.suffix == ".json" or path.is_file():
+            return str(path.resolve().parent)
+    return os.getcwd()
 
 
 def definitions_dir() -> Path:
