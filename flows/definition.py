@@ -140,8 +140,9 @@ class Pipeline:
 
     @property
     def directory(self) -> str:
-        """Where the definition's relative paths start (see `definition_directory`)."""
-        return definition_directory(self.source)
+        """Where the definition's relative paths start (a command's `cwd`, its schema files): the
+        file's directory, or the working directory for an inline or block definition."""
+        return definition_directory(self.source) or os.getcwd()
 
     @cached_property
     def dynamic(self) -> dict[str, bool]:
@@ -183,14 +184,17 @@ class Pipeline:
         return seen
 
 
-def definition_directory(source: str) -> str:
-    """The directory of the definition file `source` names; the process's working directory for
-    an inline or block definition (a command node's `cwd` and schema paths start here)."""
-    if source and source != "inline" and not source.startswith("block:"):
+def definition_directory(source: str) -> str | None:
+    """The directory of the definition file `source` names; None for an inline, block or HTTP
+    request definition (which names no file, so no file beside it is read at load time)."""
+    if (os.sep in source or source.endswith(".json")) and not source.startswith("block:"):
         path = Path(source)
-        if path.suffix == ".json" or path.is_file():
-            return str(path.resolve().parent)
-    return os.getcwd()
+        try:
+            if path.is_file():
+                return str(path.resolve().parent)
+        except (OSError, ValueError):
+            pass
+    return None
 
 
 def definitions_dir() -> Path:

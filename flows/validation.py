@@ -40,8 +40,10 @@ def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: st
         if node.id in seen:
             problems.append(f"node {node.id!r}: duplicate id")
         seen.add(node.id)
-    # a node config may check files it names against where the definition lives (command schemas)
-    context = {"definition_dir": definition_directory(source)}
+    # a node config may check the files it names beside the definition's file (command schemas);
+    # a definition that names no file (inline, sent over HTTP) gets no file read for it
+    directory = definition_directory(source)
+    context = {"definition_dir": directory} if directory else None
     for node in nodes:
         problems.extend(_node_problems(node, ids, context))
     for policy, configs in _policies(raw).items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -146,6 +147,15 @@ def test_cwd_is_relative_to_the_definition_directory(tmp_path):
         command({"command": ["true"], "cwd": "nowhere"}, tmp_path)
     with pytest.raises(ConfigError, match=r"program 'no-such-program-x' not found"):
         command({"command": ["no-such-program-x"]}, tmp_path)
+
+
+def test_the_definition_directory_is_its_files_or_the_working_directory(tmp_path):
+    from flows.definition import load_definition
+
+    path = tmp_path / "stages.json"
+    path.write_text(json.dumps(definition({"command": ["true"]})))
+    assert load_definition(path).directory == str(tmp_path)
+    assert validate(definition({"command": ["true"]})).directory == os.getcwd()  # inline
 
 
 def test_env_merges_over_the_environment_and_secret_values_show_nowhere(tmp_path, monkeypatch, caplog):
@@ -317,7 +327,9 @@ def test_a_schema_file_missing_or_invalid_is_a_validation_error_beside_the_defin
     assert f"schema file not found: {tmp_path / 'missing.schema.json'}" in problems
     assert "bad.schema.json: not a valid JSON Schema: $.type" in problems
     assert "broken.schema.json is not JSON" in problems
-    # at run time (no load-time check, e.g. a definition from elsewhere) it fails before anything runs
+    # a definition that names no file (inline, or sent to the receiver) gets no file read for it
+    assert validate(raw, source="request").name == "cmd"
+    # at run time it fails before anything runs
     marker = tmp_path / "ran"
     config = {
         "command": ["touch", str(marker)],

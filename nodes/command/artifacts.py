@@ -45,6 +45,8 @@ def check_schema(schema: Any) -> Any:
     except SchemaError as exc:
         error = best_match([exc]) or exc
         raise ValueError(f"not a valid JSON Schema: {error.json_path}: {_clip(error.message)}") from None
+    except Exception as exc:  # jsonschema choking on an odd value is still this schema's problem
+        raise ValueError(f"not a usable JSON Schema: {type(exc).__name__}: {_clip(str(exc))}") from None
     return schema
 
 

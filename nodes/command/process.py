@@ -120,11 +120,8 @@ class _Usage:
         self.psutil = psutil
         self.cpu: dict[tuple[int, float], float] = {}
         self.peak: int | None = None
-        self.own_cmdline: list[str] | None = None
-        self.exec_seen = False
-        try:
-            self.root = psutil.Process(pid)
-            self.own_cmdline = psutil.Process().cmdline()
+        try:  # Popen returned: the child has exec'd, its RSS is the program's own
+            self.root: Any = psutil.Process(pid)
         except psutil.Error:
             self.root = None
 
@@ -133,11 +130,6 @@ class _Usage:
         if self.root is None:
             return
         try:
-            if not self.exec_seen:
-                # before exec the child is a copy of this process: its RSS is not the program's
-                if self.root.cmdline() == self.own_cmdline:
-                    return
-                self.exec_seen = True
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.Error:
             return
@@ -228,6 +220,7 @@ def run_process(
         _Stream("stderr", proc.stderr, on_line, None),
     ]
     usage = _Usage(proc.pid)
+    usage.sample()  # at once: a program done within the first step is still measured
     ended, step = "exited", 0
     try:
         while True:
