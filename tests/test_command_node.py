@@ -183,9 +183,15 @@ def test_env_merges_over_the_environment_and_secret_values_show_nowhere(tmp_path
     assert "auth failed for ***" in logged and "from-parent" in logged
     for text in (json.dumps(result), info.value.message, logged):
         assert SECRET not in text
-    # a literal value typed under a credential's name is just as secret
-    typed = command({"command": ["python3", name, "0"], "env": {**env, "API_TOKEN": SECRET}}, tmp_path)
-    assert SECRET not in json.dumps(typed)
+    # a literal value typed under a credential's name is just as secret: at run time, and where a
+    # definition is shown (describe, dry-run, the receiver) or published
+    typed = {"command": ["python3", name, "0"], "env": {**env, "API_TOKEN": SECRET}}
+    assert SECRET not in json.dumps(command(typed, tmp_path))
+    from flows.render import shown_config
+    from flows.typed_keys import typed_in_keys
+
+    assert shown_config("command", typed)["env"] == {"API_TOKEN": "***", "PLAIN": "plain-value"}
+    assert typed_in_keys(definition(typed)) == ["node 'build' config.env.API_TOKEN"]
 
 
 def test_a_failing_exit_code_is_retryable_with_the_last_stderr_lines(tmp_path):

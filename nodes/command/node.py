@@ -10,6 +10,7 @@ templates may fill arguments, never `command[0]`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -19,7 +20,16 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from nodes.base import NodeContext, is_secret_setting
 from nodes.command.artifacts import check_artifact, check_schema, load_schema
@@ -130,12 +140,21 @@ class Config(BaseModel):
                 raise ValueError(f"{name[:60]!r} is not an environment variable name")
         return value
 
+    # env values typed in that are credentials (by name or shape), as SecretStr: whatever shows a
+    # definition masks them as it masks every key typed into one (describe, dry-run, publish)
+    _typed_secrets: list[SecretStr] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
     def _one_program(self) -> Config:
         if (self.command is None) == (self.shell is None):
             raise ValueError("give exactly one of `command` (an argv list) or `shell` (a string)")
         if self.shell is not None and ("{{" in self.shell or "{%" in self.shell):
             raise ValueError(_SHELL_TEMPLATE)
+        self._typed_secrets = [
+            SecretStr(value)
+            for name, value in self.env.items()
+            if not has_dynamic(value) and is_secret_setting(name, value)
+        ]
         return self
 
 
@@ -311,8 +330,6 @@ def _text(data: bytes, ctx: NodeContext) -> str:
 
 
 def _parsed(outcome: Outcome) -> Any:
-    import json
-
     if outcome.full_stdout is None:
         raise NodeError(f"stdout is over {MAX_JSON_STDOUT_BYTES} bytes, too large to parse as JSON")
     if not outcome.full_stdout.strip():
@@ -353,7 +370,7 @@ def _stopped(outcome: Outcome, ctx: NodeContext) -> NodeError:
     seconds = f"{outcome.duration_s:.1f} s"
     if outcome.ended == "timeout":
         return NodeError(
-            f"timed out after {seconds}: its process group was stopped (SIGTERM, then SIGKILL)"
+            f"timed out after {seconds}: its process group was stopped (SIGTERM, SIGKILL after the grace)"
             f"{_stderr_lines(outcome, ctx)}",
             retryable=True,
         )
