@@ -26,6 +26,7 @@ __all__ = [
     "Definition",
     "Node",
     "Pipeline",
+    "definition_directory",
     "definitions_dir",
     "list_definitions",
     "load_definition",
@@ -144,6 +145,12 @@ class Pipeline:
     def description(self) -> str:
         return self.definition.description
 
+    @property
+    def directory(self) -> str:
+        """Where the definition's relative paths start (a command's `cwd`, its schema files): the
+        file's directory, or the working directory for an inline or block definition."""
+        return definition_directory(self.source) or os.getcwd()
+
     @cached_property
     def dynamic(self) -> dict[str, bool]:
         """Which nodes' configs hold templates or references (the others skip resolution)."""
@@ -182,6 +189,19 @@ class Pipeline:
                 seen.add(current)
                 stack.extend(self.predecessors.get(current, []))
         return seen
+
+
+def definition_directory(source: str) -> str | None:
+    """The directory of the definition file `source` names; None for an inline, block or HTTP
+    request definition (which names no file, so no file beside it is read at load time)."""
+    if (os.sep in source or source.endswith(".json")) and not source.startswith("block:"):
+        path = Path(source)
+        try:
+            if path.is_file():
+                return str(path.resolve().parent)
+        except (OSError, ValueError):
+            pass
+    return None
 
 
 def definitions_dir() -> Path:

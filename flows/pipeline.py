@@ -85,10 +85,12 @@ async def _run_node(
     attempt = task_run.run_count or 1
     max_attempts = int(options["retries"]) + 1
     timeout = options["timeout_seconds"]
-    # NodeContext.log is annotated Logger; nodes call only info/warning, which the adapter has
     log = RedactingLogger(get_run_logger(), ctx.secrets)
     deadline = time.monotonic() + timeout
-    ctx = dataclasses.replace(ctx, log=log, attempt=attempt, max_attempts=max_attempts, deadline=deadline)
+    stop = threading.Event()  # set when this attempt is over, however it ended
+    ctx = dataclasses.replace(
+        ctx, log=log, attempt=attempt, max_attempts=max_attempts, deadline=deadline, stop=stop
+    )
     try:
         try:
             work = _in_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
@@ -97,6 +99,8 @@ async def _run_node(
             error = NodeError(f"node {node_id!r} timed out after {timeout:g} s", retryable=True)
             error.duration_ms = timeout * 1000
             raise error from None
+        finally:
+            stop.set()  # a handler its thread still runs (timed out, cancelled) stops its work
     except NodeError as exc:
         exc.attempts = attempt
         if exc.retryable and exc.retry_after and attempt < max_attempts:

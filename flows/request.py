@@ -66,6 +66,7 @@ class RunRequest:
             environment=self.environment,
             configured=pipeline.configured(),
             ui_url=ui_url,
+            definition_dir=pipeline.directory,
         )
 
     def parameters(self) -> dict[str, Any]:

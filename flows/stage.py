@@ -78,6 +78,7 @@ def run_stage(
         definition_version=pipeline.definition_version,
         source="run-stage",
         configured=pipeline.configured(),
+        definition_dir=pipeline.directory,
     )
     ctx = NodeContext(run=info, payload=payload, secrets=Secrets(), secret_lookup=_read_secret)
     upstream = pipeline.ancestors(node_id)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails
 
 from flows.checks import config_problems, expression_problems
-from flows.definition import SCHEMA_VERSION, Definition, Node, Pipeline, canonical_hash
+from flows.definition import SCHEMA_VERSION, Definition, Node, Pipeline, canonical_hash, definition_directory
 from flows.graph import edges, order_problems
 from flows.limits import MAX_NODES, LimitError, check_value_depth
 from nodes import get_node_type
@@ -42,8 +42,12 @@ def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: st
         if node.id in seen:
             problems.append(f"node {node.id!r}: duplicate id")
         seen.add(node.id)
+    # a node config may check the files it names beside the definition's file (command schemas);
+    # a definition that names no file (inline, sent over HTTP) gets no file read for it
+    directory = definition_directory(source)
+    context = {"definition_dir": directory} if directory else None
     for node in nodes:
-        problems.extend(_node_problems(node, ids))
+        problems.extend(_node_problems(node, ids, context))
     for policy, configs in _policies(raw).items():
         for index, config in enumerate(configs):
             problems.extend(_policy_problems(f"{policy}[{index}]", config, ids))
@@ -148,7 +152,7 @@ def _as_init(error: ErrorDetails) -> InitErrorDetails:
     return details
 
 
-def _node_problems(node: Node, ids: set[str] | None) -> list[str]:
+def _node_problems(node: Node, ids: set[str] | None, context: dict[str, Any] | None = None) -> list[str]:
     where = f"node {node.id!r}"
     problems: list[str] = []
     try:
@@ -157,7 +161,7 @@ def _node_problems(node: Node, ids: set[str] | None) -> list[str]:
         return [f"{where}: {exc}"]
     try:
         # strict: a number or a flag written as a string is reported, not coerced
-        module.Config.model_validate(node.config, strict=True)
+        module.Config.model_validate(node.config, strict=True, context=context)
     except ValidationError as exc:
         # a value that is a template or a reference is only known at run time
         errors = [_as_init(e) for e in exc.errors(include_url=False) if not _is_dynamic_input(e.get("input"))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,6 +190,9 @@ class RunInfo:
     ui_url: str | None = None  # the run's page in the Prefect UI, for a notification to link to
     status: str | None = None  # set for pipeline-level notifications: the run's final state
     error: str | None = None
+    # where a definition's relative paths start (a command node's `cwd`, its schema files): the
+    # definition file's directory, or the process's working directory for an inline or block one
+    definition_dir: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +238,9 @@ class NodeContext:
     # time.monotonic() by which this attempt must be over (its timeout from its start):
     # a given-up attempt may still be running in its thread, and must not act after it
     deadline: float | None = None
+    # set once the attempt is over (timed out, cancelled, abandoned): a handler still running in
+    # its thread stops what it started (a command node kills its process group)
+    stop: threading.Event | None = None
 
     @property
     def last_attempt(self) -> bool:
@@ -281,4 +288,5 @@ class NodeContext:
             attempt=self.attempt,
             max_attempts=self.max_attempts,
             deadline=self.deadline,
+            stop=self.stop,
         )
