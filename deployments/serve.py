@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,7 +135,10 @@ class PipelineServer:
                 continue
             task = asyncio.create_task(self._execute(flow_run), name=f"flow-run-{flow_run.id}")
             self.running[flow_run.id] = task
-            task.add_done_callback(lambda _, run_id=flow_run.id: self.running.pop(run_id, None))
+            task.add_done_callback(functools.partial(self._forget, flow_run.id))
+
+    def _forget(self, run_id: UUID, _: asyncio.Task) -> None:
+        self.running.pop(run_id, None)
 
     async def _claim(self, client, flow_run) -> bool:
         from prefect.exceptions import Abort

@@ -1,0 +1,1 @@
+"""Definitions and the one flow: loading and validating them, the `@flow`, its hooks, Prefect plumbing."""

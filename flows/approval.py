@@ -8,20 +8,23 @@ decided by the node's `on_timeout`, and the run goes on.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from flows.definition import Node
 from flows.progress import emit
-from nodes.approval import Answer, outcome
+from nodes.approval import Answer, Config, outcome
 from nodes.base import NodeContext
 from nodes.runtime import node_result, validate_config
 from nodes.templating import resolve
 
+if TYPE_CHECKING:  # prefect loads only when a run pauses or is answered
+    from prefect.input import RunInput
+
 __all__ = ["answer_approval", "wait_for_approval"]
 
 
-def _run_input():
+def _run_input() -> type[RunInput]:
     from prefect.input import RunInput
 
     return RunInput.subclass_from_base_model_type(Answer)
@@ -37,7 +40,8 @@ async def wait_for_approval(node: Node, ctx: NodeContext) -> dict[str, Any]:
 
     started = time.perf_counter()
     node_ctx = ctx.for_node(node.id)
-    config = validate_config("approval", resolve(node.config, node_ctx))
+    # the registry's model for "approval" is nodes.approval.Config
+    config = cast(Config, validate_config("approval", resolve(node.config, node_ctx)))
     get_run_logger().info(
         "node %r waits for approval (%s); answer in the UI or with: pipeline approve %s [--reject]",
         node.id,
@@ -54,6 +58,7 @@ async def wait_for_approval(node: Node, ctx: NodeContext) -> dict[str, Any]:
             "message": config.message,
         }
     )
+    answer: RunInput | None
     try:
         answer = await apause_flow_run(
             wait_for_input=_run_input(),

@@ -121,7 +121,7 @@ def publish(ref: str | Path) -> tuple[str, int]:
             revision = current + 1
     block = PipelineDefinitionBlock(definition=pipeline.raw, revision=revision, digest=digest)
     with sync_client():
-        block.save(name, overwrite=True, _sync=True)
+        block.save(name, overwrite=True, _sync=True)  # type: ignore[call-arg]  # prefect's @async_dispatch takes _sync at run time
     return name, revision
 
 

@@ -115,7 +115,7 @@ def template_problems(text: str, ids: set[str] | None) -> list[str]:
 
 def config_problems(node_type: str, config: dict[str, Any], ids: set[str] | None) -> list[str]:
     """Every template, expression, node reference and URL problem in one node's config."""
-    problems = []
+    problems: list[str] = []
     for path, key, value in _strings(config, "config"):
         if "{{" in value or "{%" in value:
             problems.extend(f"{path}: {p}" for p in template_problems(value, ids))

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,14 +26,22 @@ __all__ = [
     "Definition",
     "Node",
     "Pipeline",
+    "definition_directory",
     "definitions_dir",
     "list_definitions",
     "load_definition",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Final = "1.0"
 ID_PATTERN = r"^[a-z0-9_-]+$"
-PROJECT_DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
+_HERE = Path(__file__).resolve().parent
+# a checkout (or an editable install) has definitions/ beside the packages; an installed
+# wheel carries them inside this package (pyproject: force-include into flows/shipped/)
+SHIPPED = _HERE / "shipped"
+PROJECT_DEFINITIONS = next(
+    (d for d in (_HERE.parent / "definitions", SHIPPED / "definitions") if d.is_dir()),
+    _HERE.parent / "definitions",
+)
 
 
 class Defaults(BaseModel):
@@ -137,6 +145,12 @@ class Pipeline:
     def description(self) -> str:
         return self.definition.description
 
+    @property
+    def directory(self) -> str:
+        """Where the definition's relative paths start (a command's `cwd`, its schema files): the
+        file's directory, or the working directory for an inline or block definition."""
+        return definition_directory(self.source) or os.getcwd()
+
     @cached_property
     def dynamic(self) -> dict[str, bool]:
         """Which nodes' configs hold templates or references (the others skip resolution)."""
@@ -175,6 +189,19 @@ class Pipeline:
                 seen.add(current)
                 stack.extend(self.predecessors.get(current, []))
         return seen
+
+
+def definition_directory(source: str) -> str | None:
+    """The directory of the definition file `source` names; None for an inline, block or HTTP
+    request definition (which names no file, so no file beside it is read at load time)."""
+    if (os.sep in source or source.endswith(".json")) and not source.startswith("block:"):
+        path = Path(source)
+        try:
+            if path.is_file():
+                return str(path.resolve().parent)
+        except (OSError, ValueError):
+            pass
+    return None
 
 
 def definitions_dir() -> Path:
@@ -291,16 +318,18 @@ def load_definition(
         if content is not None:
             # one run loads its definition in the CLI, the flow and every hook: validated once
             pipeline = _validated_file(str(path), hashlib.sha256(content).hexdigest(), name)
-            _name_clash(path, pipeline.raw.get("name") if _named(pipeline.raw) else path.stem)
+            _name_clash(path, _name_or_stem(pipeline.raw, path))
             return pipeline
         raw, origin, stem = read_json(path), str(path), path.stem
-        _name_clash(path, raw.get("name") if _named(raw) else stem)
+        _name_clash(path, _name_or_stem(raw, path))
         return validate(raw, source=origin, name=name or raw.get("name") or stem)
     return validate(raw, source=origin, name=name or raw.get("name") or stem or "inline")
 
 
-def _named(raw: dict[str, Any]) -> bool:
-    return isinstance(raw.get("name"), str) and bool(raw.get("name"))
+def _name_or_stem(raw: dict[str, Any], path: Path) -> str:
+    """The name a file's definition loads as: its `name` when a non-empty string, else the stem."""
+    name = raw.get("name")
+    return name if isinstance(name, str) and name else path.stem
 
 
 def _small_file_bytes(path: Path) -> bytes | None:

@@ -121,7 +121,7 @@ async def recent_runs(definition: str | None = None, limit: int = 20) -> list[di
 
     flow_filter = FlowFilter(name=FlowFilterName(any_=[FLOW_NAME]))
     run_filter = (
-        FlowRunFilter(
+        FlowRunFilter(  # type: ignore[call-arg]  # prefect declares `operator` on a non-pydantic mixin
             operator=Operator.or_,
             tags=FlowRunFilterTags(all_=[TAG, definition]),
             name=FlowRunFilterName(like_=definition),

@@ -64,7 +64,7 @@ def _describe_drivers(defs: dict[str, Any]) -> None:
         if driver_schema.get("required"):
             settings["required"] = driver_schema["required"]
         defs[f"notify-{name}.Settings"] = {"description": driver_schema.get("description", ""), **settings}
-        when = {"properties": {"driver": {"const": name}}, "required": ["driver"]}
+        when: dict[str, Any] = {"properties": {"driver": {"const": name}}, "required": ["driver"]}
         if name == "console":
             when = {"anyOf": [when, {"not": {"required": ["driver"]}}]}
         rules.append({"if": when, "then": {"$ref": f"#/$defs/notify-{name}.Settings"}})

@@ -7,6 +7,7 @@ RecursionError, and a huge file is refused without being read whole.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ def check_value_depth(value: Any, what: str, limit: int = MAX_DEPTH) -> None:
     stack = [(value, 1)]
     while stack:
         current, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(current, dict):
             children = current.values()
         elif isinstance(current, list):

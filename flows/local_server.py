@@ -66,6 +66,7 @@ class LocalServer:
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self._log = tempfile.TemporaryFile()
+        self._final_output = ""
         env = {
             **os.environ,
             "PREFECT_UI_ENABLED": "0",
@@ -120,6 +121,8 @@ class LocalServer:
 
     def output(self) -> str:
         """Everything the server printed so far (its errors and tracebacks)."""
+        if self._log.closed:  # stopped: what it printed was kept
+            return self._final_output
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
 
@@ -134,6 +137,9 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if not self._log.closed:
+            self._final_output = self.output()
+            self._log.close()
 
 
 def start_local_server() -> LocalServer | None:

@@ -144,11 +144,14 @@ async def read_run(run_id: str) -> dict[str, Any]:
         (
             a
             for a in artifacts
-            if a.type == "markdown" and (a.key or "").startswith("opsflow-") and a.key.endswith("-summary")
+            if a.type == "markdown"
+            and (a.key or "").startswith("opsflow-")
+            and (a.key or "").endswith("-summary")
         ),
         None,
     )
-    rows = (json.loads(table.data) if isinstance(table.data, str) else table.data) if table else []
+    data = (json.loads(table.data) if isinstance(table.data, str) else table.data) if table else None
+    rows: list[dict[str, Any]] = data if isinstance(data, list) else []
     facts = _summary(markdown.data) if markdown and isinstance(markdown.data, str) else {"skipped": {}}
     state = flow_run.state
     tasks = {t.name: _task_record(t) for t in task_runs}
@@ -171,7 +174,9 @@ async def read_run(run_id: str) -> dict[str, Any]:
             }
             for t in tasks.values()
         ]
-    node_results, executed, skipped = {}, [], []
+    node_results: dict[str, dict[str, Any]] = {}
+    executed: list[str] = []
+    skipped: list[str] = []
     for row in rows:
         node_id = row["node"]
         is_skipped = row["status"] in ("skipped", "not run")
@@ -317,7 +322,8 @@ async def print_logs(run_id: str, follow: bool, out: TextIO) -> int:
             after = newest - timedelta(seconds=LATE_LOG_WINDOW_SECONDS) if newest else None
             log_filter = LogFilter(
                 flow_run_id=LogFilterFlowRunId(any_=[run_uuid]),
-                timestamp=LogFilterTimestamp(after_=after) if after else None,
+                # validated from a dict: the field is typed as Prefect's DateTime, which a datetime becomes
+                timestamp=LogFilterTimestamp.model_validate({"after_": after}) if after else None,
             )
             fresh, offset = [], 0
             while True:

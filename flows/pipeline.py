@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from flows.settings import apply_prefect_defaults
 
@@ -23,7 +23,7 @@ apply_prefect_defaults()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.states import Completed, Failed  # noqa: E402
+from prefect.states import Completed, Failed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
@@ -87,7 +87,10 @@ async def _run_node(
     timeout = options["timeout_seconds"]
     log = RedactingLogger(get_run_logger(), ctx.secrets)
     deadline = time.monotonic() + timeout
-    ctx = dataclasses.replace(ctx, log=log, attempt=attempt, max_attempts=max_attempts, deadline=deadline)
+    stop = threading.Event()  # set when this attempt is over, however it ended
+    ctx = dataclasses.replace(
+        ctx, log=log, attempt=attempt, max_attempts=max_attempts, deadline=deadline, stop=stop
+    )
     try:
         try:
             work = _in_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
@@ -96,6 +99,8 @@ async def _run_node(
             error = NodeError(f"node {node_id!r} timed out after {timeout:g} s", retryable=True)
             error.duration_ms = timeout * 1000
             raise error from None
+        finally:
+            stop.set()  # a handler its thread still runs (timed out, cancelled) stops its work
     except NodeError as exc:
         exc.attempts = attempt
         if exc.retryable and exc.retry_after and attempt < max_attempts:
@@ -137,8 +142,8 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 @lru_cache(maxsize=1024)
 def _node_task(node_type: str, node_id: str, retries: int, delay: float, timeout: float):
+    # decorator form: prefect's overloads take options or a function, not both in one call
     return task(
-        _run_node,
         name=node_type,
         task_run_name=node_id,
         retries=retries,
@@ -149,16 +154,17 @@ def _node_task(node_type: str, node_id: str, retries: int, delay: float, timeout
         cache_policy=NO_CACHE,
         persist_result=False,
         log_prints=False,
-    )
+    )(_run_node)
 
 
 def _read_secret(name: str) -> str:
     from prefect.blocks.system import Secret
 
-    return str(Secret.load(name).get())
+    # called in the node's own thread (no run context, no loop): load dispatches to the sync path
+    return str(cast(Secret, Secret.load(name)).get())
 
 
-@flow(
+@flow(  # type: ignore[call-overload]  # prefect's overloads do not cover task_runner=ThreadPoolTaskRunner with **HOOKS
     name=FLOW_NAME,
     flow_run_name=_flow_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_NODES),
@@ -177,7 +183,8 @@ async def run_pipeline(
     skip: list[str] | None = None,
     incident_id: str | None = None,
     continue_on_error: bool = False,
-) -> dict[str, Any]:
+    http: dict[str, Any] | None = None,
+) -> State[dict[str, Any]]:
     """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON).
 
     The parameters are those of `flows.request.RunRequest`, which says what each means.
@@ -202,6 +209,7 @@ async def run_pipeline(
         skip=skip,
         incident_id=incident_id,
         continue_on_error=continue_on_error,
+        http=http,
     )
     info = request.run_info(pipeline, run_id=run_id, ui_url=flow_run.ui_url)
     if run_id:
@@ -209,7 +217,9 @@ async def run_pipeline(
 
         await tag_flow_run(run_id, pipeline.name, source)
     emit({"state": "started", "run_id": run_id, "trace_id": info.trace_id, "definition": pipeline.name})
-    ctx = NodeContext(run=info, payload=request.payload, secrets=Secrets(), secret_lookup=_read_secret)
+    ctx = NodeContext(
+        run=info, payload=request.payload, http=http, secrets=Secrets(), secret_lookup=_read_secret
+    )
     if incident_id is not None:
         ctx.incident = _stored_incident(incident_id)
     book = RunBook(pipeline, only=only, skip=skip, continue_on_error=continue_on_error)

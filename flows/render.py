@@ -238,7 +238,8 @@ def artifact_rows(pipeline: Pipeline, result: dict[str, Any]) -> list[dict[str, 
     rows = []
     for node in pipeline.definition.nodes:
         node_result = result["node_results"].get(node.id)
-        summary = skip_reason = error = duration = attempts = ""
+        summary = skip_reason = error = duration = ""
+        attempts: int | str = ""
         if node_result is None:
             status = "not run"
         elif node_result["skipped"]:
@@ -253,7 +254,7 @@ def artifact_rows(pipeline: Pipeline, result: dict[str, Any]) -> list[dict[str, 
             if attempts > 1 and isinstance(node_result.get("total_ms"), int | float):
                 duration += f" ({duration_text(node_result['total_ms'])} in all)"
         usage = (node_result or {}).get("output", {}).get("usage") if node_result else None
-        tokens = ""
+        tokens: int | str = ""
         if isinstance(usage, dict):
             tokens = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
         rows.append(

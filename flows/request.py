@@ -31,7 +31,9 @@ class RunRequest:
 
     `definition` is a name from definitions/, a path, `block:NAME`, or the whole JSON;
     `incident_id` runs the pipeline about an incident already in the store;
-    `continue_on_error` lets the other nodes run after a required one failed.
+    `continue_on_error` lets the other nodes run after a required one failed;
+    `http` is the raw webhook request (headers and body) the receiver kept for a
+    signed format, apart from the payload.
     """
 
     definition: str | dict[str, Any]
@@ -43,6 +45,7 @@ class RunRequest:
     skip: list[str] | None = None
     incident_id: str | None = None
     continue_on_error: bool = False
+    http: dict[str, Any] | None = None
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any] | None) -> RunRequest:
@@ -63,6 +66,7 @@ class RunRequest:
             environment=self.environment,
             configured=pipeline.configured(),
             ui_url=ui_url,
+            definition_dir=pipeline.directory,
         )
 
     def parameters(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from flows.definition import Pipeline
 from nodes.errors import UsageError
@@ -78,6 +78,7 @@ def run_stage(
         definition_version=pipeline.definition_version,
         source="run-stage",
         configured=pipeline.configured(),
+        definition_dir=pipeline.directory,
     )
     ctx = NodeContext(run=info, payload=payload, secrets=Secrets(), secret_lookup=_read_secret)
     upstream = pipeline.ancestors(node_id)
@@ -97,6 +98,7 @@ def _read_secret(name: str) -> str:
     def load() -> str:
         from prefect.blocks.system import Secret
 
-        return str(Secret.load(name).get())
+        # a sync caller with no run context: load dispatches to the sync path
+        return str(cast(Secret, Secret.load(name)).get())
 
     return with_api(load)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 from flows.checks import config_problems, expression_problems
-from flows.definition import SCHEMA_VERSION, Definition, Node, Pipeline, canonical_hash
+from flows.definition import SCHEMA_VERSION, Definition, Node, Pipeline, canonical_hash, definition_directory
 from flows.graph import edges, order_problems
 from flows.limits import MAX_NODES, LimitError, check_value_depth
 from nodes import get_node_type
@@ -28,6 +29,7 @@ def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: st
     """Validate `raw`; raise DefinitionError listing every problem."""
     _check_limits(raw)
     problems: list[str] = []
+    definition: Definition | None
     try:
         definition, complete = Definition.model_validate(raw), True
     except ValidationError as exc:
@@ -40,8 +42,12 @@ def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: st
         if node.id in seen:
             problems.append(f"node {node.id!r}: duplicate id")
         seen.add(node.id)
+    # a node config may check the files it names beside the definition's file (command schemas);
+    # a definition that names no file (inline, sent over HTTP) gets no file read for it
+    directory = definition_directory(source)
+    context = {"definition_dir": directory} if directory else None
     for node in nodes:
-        problems.extend(_node_problems(node, ids))
+        problems.extend(_node_problems(node, ids, context))
     for policy, configs in _policies(raw).items():
         for index, config in enumerate(configs):
             problems.extend(_policy_problems(f"{policy}[{index}]", config, ids))
@@ -119,7 +125,8 @@ def _policies(raw: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 def _structure_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
     problems = []
-    nodes = raw.get("nodes") if isinstance(raw.get("nodes"), list) else []
+    items = raw.get("nodes")
+    nodes = items if isinstance(items, list) else []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
         if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
@@ -137,19 +144,27 @@ def _structure_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _node_problems(node: Node, ids: set[str] | None) -> list[str]:
+def _as_init(error: ErrorDetails) -> InitErrorDetails:
+    """An error as `from_exception_data` takes it back (it makes the message again from type and ctx)."""
+    details = InitErrorDetails(type=error["type"], loc=error["loc"], input=error["input"])
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
+def _node_problems(node: Node, ids: set[str] | None, context: dict[str, Any] | None = None) -> list[str]:
     where = f"node {node.id!r}"
-    problems = []
+    problems: list[str] = []
     try:
         module = get_node_type(node.type)
     except DefinitionError as exc:
         return [f"{where}: {exc}"]
     try:
         # strict: a number or a flag written as a string is reported, not coerced
-        module.Config.model_validate(node.config, strict=True)
+        module.Config.model_validate(node.config, strict=True, context=context)
     except ValidationError as exc:
         # a value that is a template or a reference is only known at run time
-        errors = [e for e in exc.errors(include_url=False) if not _is_dynamic_input(e.get("input"))]
+        errors = [_as_init(e) for e in exc.errors(include_url=False) if not _is_dynamic_input(e.get("input"))]
         if errors:
             lines = format_validation_error(ValidationError.from_exception_data(exc.title, errors))
             problems.extend(f"{where}: {line}" for line in lines)

@@ -27,6 +27,7 @@ NODE_TYPES: dict[str, str] = {
     "intelligence": "nodes.intelligence.node",
     "ingest": "nodes.ingest.node",
     "approval": "nodes.approval",
+    "command": "nodes.command.node",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,6 +190,9 @@ class RunInfo:
     ui_url: str | None = None  # the run's page in the Prefect UI, for a notification to link to
     status: str | None = None  # set for pipeline-level notifications: the run's final state
     error: str | None = None
+    # where a definition's relative paths start (a command node's `cwd`, its schema files): the
+    # definition file's directory, or the process's working directory for an inline or block one
+    definition_dir: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -218,17 +222,25 @@ class NodeContext:
     run: RunInfo
     node_id: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    # the raw webhook request when the receiver started the run ({"headers", "raw_body"}),
+    # for a format that verifies a signature; never part of the payload or the templates
+    http: dict[str, Any] | None = None
     nodes: dict[str, Any] = field(default_factory=dict)
     incident: dict[str, Any] | None = None
     secrets: Secrets = field(default_factory=Secrets)
     secret_lookup: Callable[[str], str] | None = None
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("opsflow.nodes"))
+    log: logging.Logger | logging.LoggerAdapter = field(
+        default_factory=lambda: logging.getLogger("opsflow.nodes")
+    )
     dry_run: bool = False
     attempt: int = 1
     max_attempts: int = 1
     # time.monotonic() by which this attempt must be over (its timeout from its start):
     # a given-up attempt may still be running in its thread, and must not act after it
     deadline: float | None = None
+    # set once the attempt is over (timed out, cancelled, abandoned): a handler still running in
+    # its thread stops what it started (a command node kills its process group)
+    stop: threading.Event | None = None
 
     @property
     def last_attempt(self) -> bool:
@@ -266,6 +278,7 @@ class NodeContext:
             run=self.run,
             node_id=node_id,
             payload=self.payload,
+            http=self.http,
             nodes=self.nodes,
             incident=self.incident,
             secrets=self.secrets,
@@ -275,4 +288,5 @@ class NodeContext:
             attempt=self.attempt,
             max_attempts=self.max_attempts,
             deadline=self.deadline,
+            stop=self.stop,
         )

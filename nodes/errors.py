@@ -63,6 +63,7 @@ class NodeError(OpsflowError):
 
     duration_ms: float
     unexpected: bool
+    attempts: int  # set by the flow: the attempt that raised it
 
     def __init__(
         self,

@@ -70,11 +70,10 @@ _SNS_KEPT = ("Token", "SubscribeURL", "UnsubscribeURL")
 
 def scrub_alert_payload(payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """An alert payload as it may be stored (a run's parameters, the journal); and how many
-    values were scrubbed. Kept as sent: the receiver's raw request (a PagerDuty signature is
-    checked against those exact bytes) and an SNS handshake's token and confirmation URLs."""
-    from nodes.ingest import HTTP_KEY
-
-    keep: tuple[str, ...] = (HTTP_KEY,)
+    values were scrubbed. Kept as sent: an SNS handshake's token and confirmation URLs.
+    (The receiver's raw request, which a PagerDuty signature is checked against, is the
+    run's `http` parameter, not part of the payload.)"""
+    keep: tuple[str, ...] = ()
     if payload.get("Type") in _SNS_HANDSHAKES and "TopicArn" in payload:
         keep += _SNS_KEPT
     return scrub_payload(payload, keep=keep)

@@ -113,6 +113,23 @@ def _approval(out: dict[str, Any]) -> str:
     return line + (f" — {_clip(out['comment'], 100)!r}" if out.get("comment") else "")
 
 
+def _command(out: dict[str, Any]) -> str:
+    program = _clip(" ".join(str(a) for a in (out.get("argv") or ["?"])[:2]), 60)
+    if out.get("dry_run"):
+        return f"command: would run {program} in {out.get('cwd')}"
+    line = f"command: {program} exited {out.get('exit_code')} in {(out.get('duration_ms') or 0) / 1000:.1f} s"
+    used = []
+    if isinstance(out.get("cpu_seconds"), int | float):
+        used.append(f"cpu {out['cpu_seconds']:.2f} s")
+    if isinstance(out.get("peak_rss_bytes"), int):
+        used.append(f"peak RSS {out['peak_rss_bytes'] / 2**20:.0f} MiB")
+    line += f" ({', '.join(used)})" if used else ""
+    artifacts = [a for a in out.get("artifacts") or [] if a.get("valid")]
+    if artifacts:
+        line += f", {len(artifacts)} artifact{'s' if len(artifacts) != 1 else ''} valid"
+    return line + (", JSON output" if "parsed" in out else "")
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
     "ingest": _ingest,
     "intelligence": _intelligence,
@@ -122,6 +139,7 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
     "condition": _condition,
     "transform": _transform,
     "approval": _approval,
+    "command": _command,
 }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pytest_httpserver import HTTPServer
+from support.ports import free_port
 from werkzeug import Request, Response
 
 AI_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ai"
@@ -140,12 +140,6 @@ def _echo_error(route: str, record: Received) -> Response:
 
 
 # -- the SMTP fake ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SmtpFake:

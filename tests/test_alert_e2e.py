@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
-from support.prefect_server import BIN, PrefectServer, free_port
+from support.ports import free_port
+from support.prefect_server import BIN, PrefectServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -18,18 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
+from support.ports import free_port
 
 from nodes.base import NodeContext, RunInfo
 from nodes.runtime import execute_node
 
 DEFINITIONS = Path(__file__).parents[1] / "definitions"
 CONFIG = "route:\n  receiver: none\nreceivers:\n  - name: none\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _iso(moment: datetime) -> str:
@@ -55,7 +49,7 @@ def alertmanager(tmp_path_factory) -> str:
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("alertmanager")
     (home / "am.yml").write_text(CONFIG)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(home / "log.txt", "w") as log:
         proc = subprocess.Popen(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from support.ports import free_port
 
 from nodes.errors import DefinitionError, OpsflowError
 
@@ -300,15 +301,11 @@ def test_an_async_flow_run_reads_the_edited_block(prefect_api, defs_dir, name):
 
 
 def test_unreachable_api_is_one_clean_error(prefect_api):
-    import socket
-
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.catalog import load_block_definition
 
-    with socket.socket() as sock:  # a loopback port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a loopback port nobody listens on
     with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
         with pytest.raises(OpsflowError, match="Cannot reach the Prefect API") as caught:
             load_block_definition("anything")

@@ -9,23 +9,7 @@ import sys
 
 import pytest
 
-from deployments.cli import app as cli
-
 PYTHON = sys.executable
-
-
-def pipeline(*args: str, monkeypatch=None, capsys=None) -> tuple[int, str, str]:
-    """Run `pipeline ARGS` in this process through the console entry point."""
-    monkeypatch.setattr(sys, "argv", ["pipeline", *args])
-    with pytest.raises(SystemExit) as info:
-        cli.main()
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
-@pytest.fixture
-def cli_run(monkeypatch, capsys):
-    return lambda *args: pipeline(*args, monkeypatch=monkeypatch, capsys=capsys)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,11 +46,7 @@ def test_verbose_adds_the_traceback(cli_run, prefect_api):
 
 
 def test_a_failed_run_exits_1_and_says_so_once(cli_run, prefect_api, tmp_path):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/closed"
+    url = f"http://127.0.0.1:{free_port()}/closed"
     hook = {"id": "t", "type": "notify", "retries": 0, "config": {"driver": "webhook", "url": url}}
     path = tmp_path / "fails.json"
     path.write_text(json.dumps({"version": "1.0", "nodes": [hook]}))

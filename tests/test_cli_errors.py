@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+from support.ports import free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,12 +26,6 @@ def pipeline(*args: str, api: str | None, timeout: float = 180) -> subprocess.Co
     )
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def write(tmp_path, name: str, nodes: list[dict], **top) -> str:
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps({"name": name, "version": "1.0", "nodes": nodes, **top}))
@@ -45,7 +39,7 @@ def assert_one_line(done: subprocess.CompletedProcess, code: int, text: str) -> 
 
 
 def test_failed_nodes_print_no_traceback_and_say_failed_once(prefect_api, tmp_path):
-    port = closed_port()
+    port = free_port()
     path = write(
         tmp_path,
         "fails-quietly",
@@ -90,7 +84,7 @@ def test_a_missing_secret_block_is_one_line(prefect_api, tmp_path):
 
 @pytest.mark.parametrize("args", [["run", "-d", "health-check"], ["runs"], ["show", "abcd1234"]])
 def test_an_unreachable_prefect_api_is_one_line(args):
-    api = f"http://127.0.0.1:{closed_port()}/api"
+    api = f"http://127.0.0.1:{free_port()}/api"
     done = pipeline(*args, api=api, timeout=120)
     assert_one_line(done, 1, f"Cannot reach the Prefect API at {api}")
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr

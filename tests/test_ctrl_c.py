@@ -18,17 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 
 pytestmark = pytest.mark.timeout(300)
 
 # a bound on the wait, not a timing assertion: before the fix the command took minutes
 EXIT_BOUND_SECONDS = 30
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def definition(tmp_path: Path, name: str, url: str, **defaults) -> str:
@@ -130,7 +125,7 @@ def test_ctrl_c_with_an_api_cancels_in_flight_work(prefect_api, tmp_path, hangin
 def test_ctrl_c_on_the_embedded_server_during_retries(tmp_path):
     name = f"ctrl-c-local-{os.getpid()}"
     path = definition(
-        tmp_path, name, f"http://127.0.0.1:{closed_port()}/x", max_retries=20, retry_delay_seconds=2
+        tmp_path, name, f"http://127.0.0.1:{free_port()}/x", max_retries=20, retry_delay_seconds=2
     )
     home = tmp_path / "prefect-home"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -202,7 +197,7 @@ def test_the_local_server_ends_with_a_killed_command(tmp_path):
     import psutil
 
     path = definition(
-        tmp_path, "killed", f"http://127.0.0.1:{closed_port()}/x", max_retries=20, retry_delay_seconds=2
+        tmp_path, "killed", f"http://127.0.0.1:{free_port()}/x", max_retries=20, retry_delay_seconds=2
     )
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")

@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from support.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -112,13 +113,6 @@ class FaultServer:
             body += conn.recv(65536)
         with self._lock:
             self.requests.append({"at": time.monotonic(), "path": lines[0].split()[1], "body": body})
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

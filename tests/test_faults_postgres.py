@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 
 from nodes.errors import IngestError
 from nodes.incidents import store
@@ -54,18 +55,12 @@ def _postgres_bindir() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class PrivateCluster:
     """A throw-away PostgreSQL cluster owned by this test (as `postgres` when we are root)."""
 
     def __init__(self, bindir: Path, base: Path, as_postgres: bool):
         self.bindir, self.data, self.log = bindir, base / "data", base / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self._prefix = ["runuser", "-u", "postgres", "--"] if as_postgres else []
         self._base = base

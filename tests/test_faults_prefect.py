@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.prefect_server import PrefectServer, free_port
+from support.ports import free_port
+from support.prefect_server import PrefectServer
 from test_deploy import ROOT
 from test_receiver import alertmanager
 

@@ -14,7 +14,8 @@ import threading
 import time
 
 import pytest
-from test_faults_notify import _smtp_config, fault_server, free_port, notify_definition, run_flow  # noqa: F401
+from support.ports import free_port
+from test_faults_notify import _smtp_config, fault_server, notify_definition, run_flow  # noqa: F401
 
 pytestmark = pytest.mark.timeout(120)
 

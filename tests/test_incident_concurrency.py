@@ -25,17 +25,7 @@ THREADS = 6
 TRIALS = 3  # unseen groups per scenario and backend
 
 
-@pytest.fixture(autouse=True)
-def _fresh_engines():
-    yield
-    store.dispose_engines()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'incidents.db'}"
-    return request.getfixturevalue("postgres_url")
+pytestmark = pytest.mark.usefixtures("fresh_engines")
 
 
 def alert(fp: str, status: str) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import json
@@ -34,9 +33,9 @@ def load(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
-def run_ingest(payload, config=None) -> dict:
+def run_ingest(payload, config=None, http=None) -> dict:
     """Each call is a run of its own, as each delivery is (one run's retries replay its first outcome)."""
-    ctx = NodeContext(run=RunInfo(trace_id=uuid.uuid4().hex), payload=payload)
+    ctx = NodeContext(run=RunInfo(trace_id=uuid.uuid4().hex), payload=payload, http=http)
     return execute_node("ingest", "ingest", config or {}, ctx)
 
 
@@ -167,14 +166,17 @@ def test_signed_pagerduty_through_the_node(monkeypatch):
     body = load("inbound/pagerduty-v3-incident-triggered.json")
     raw = json.dumps(body)
     sig = hmac.new(b"whsec-abcdef", raw.encode(), hashlib.sha256).hexdigest()
-    payload = {**body, HTTP_KEY: {"headers": {"X-PagerDuty-Signature": f"v1={sig}"}, "raw_body": raw}}
-    out = run_ingest(payload, {"signing_secret": "${PD_SECRET}"})["output"]
+    http = {"headers": {"X-PagerDuty-Signature": f"v1={sig}"}, "raw_body": raw}
+    out = run_ingest(body, {"signing_secret": "${PD_SECRET}"}, http=http)["output"]
     assert out["format"] == "pagerduty" and out["incident"]["title"] == "Test Incident 3"
-    bad = copy.deepcopy(payload)
-    bad[HTTP_KEY]["raw_body"] = raw.replace("Test Incident 3", "Test Incident 4")
+    bad = {**http, "raw_body": raw.replace("Test Incident 3", "Test Incident 4")}
     with pytest.raises(IngestError, match="does not match") as err:
-        run_ingest(bad, {"signing_secret": "${PD_SECRET}"})
+        run_ingest(body, {"signing_secret": "${PD_SECRET}"}, http=bad)
     assert not err.value.retryable
+    # a request the payload itself claims to be is not the run's request
+    forged = {**body, HTTP_KEY: http}
+    with pytest.raises(IngestError, match="no raw webhook request"):
+        run_ingest(forged, {"signing_secret": "${PD_SECRET}"})
 
 
 @pytest.mark.parametrize(

@@ -17,17 +17,7 @@ from nodes.ingest import get_format
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_engines():
-    yield
-    store.dispose_engines()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'incidents.db'}"
-    return request.getfixturevalue("postgres_url")
+pytestmark = pytest.mark.usefixtures("fresh_engines")
 
 
 def alerts_of(name: str) -> tuple[list[dict], str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from support.ports import free_port
 
 from nodes import check, condition, context, transform
 from nodes.base import NodeContext, RunInfo, Secrets
@@ -82,10 +83,7 @@ def test_check_thresholds_over_earlier_outputs():
 def test_http_and_tcp_checks_against_local_servers(httpserver):
     httpserver.expect_request("/health").respond_with_data("ok")
     httpserver.expect_request("/broken").respond_with_data("no", status=503)
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    closed_port = closed.getsockname()[1]
-    closed.close()
+    closed_port = free_port()
     config = check.Config(
         http=[
             {"name": "up", "url": httpserver.url_for("/health")},

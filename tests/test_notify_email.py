@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import email
 import ipaddress
-import socket
 import ssl
 import uuid
 from email import policy
@@ -13,6 +12,7 @@ from email import policy
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from support.ports import free_port
 
 from nodes.base import NodeContext, RunInfo
 from nodes.errors import DeliveryError
@@ -20,12 +20,6 @@ from nodes.notify import email as driver
 from nodes.notify.message import build_message
 
 PASSWORD = "smtp-Pa55word-xyz"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Recorder:

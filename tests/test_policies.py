@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 from pytest_httpserver import HTTPServer
-from support.prefect_server import free_port
+from support.ports import free_port
+from support.waiting import wait_for
 from testnodes import TEST_NODE_TYPES
 from werkzeug import Request, Response
 
@@ -155,14 +156,6 @@ def served(prefect_api, tmp_path, monkeypatch, httpserver: HTTPServer):
     finally:
         loop.call_soon_threadsafe(server.stopping.set)
         thread.join(timeout=60)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return value
 
 
 def test_a_cancelled_run_sends_on_failure_with_status_cancelled(served, httpserver: HTTPServer):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -20,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
+from support.ports import free_port
 
 from nodes.base import NodeContext, RunInfo
 from nodes.runtime import execute_node
@@ -42,12 +42,6 @@ groups:
 DEFINITIONS = Path(__file__).parents[1] / "definitions"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory) -> str:
     binary = shutil.which("prometheus")
@@ -59,7 +53,7 @@ def prometheus(tmp_path_factory) -> str:
     home = tmp_path_factory.mktemp("prometheus")
     (home / "rules.yml").write_text(RULES)
     (home / "prometheus.yml").write_text("global:\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\n")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [

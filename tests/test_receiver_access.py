@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.prefect_server import free_port
+from support.ports import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -13,7 +13,8 @@ import time
 
 import httpx
 import pytest
-from test_receiver import alertmanager, deployments, free_port, prefect, unique  # noqa: F401
+from support.ports import free_port
+from test_receiver import alertmanager, deployments, prefect, unique  # noqa: F401
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -31,10 +31,12 @@ from fuzz_settings import FEW, MANY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from test_ingest_fuzz import FORMATS, JUNK, TEXT, mutated
+from support.alert_fuzz import JUNK, TEXT, mutated
 
-from deployments.receiver.app import ExecuteRequest, create_app
+from deployments.receiver import create_app
 from deployments.receiver.http import MAX_BODY_BYTES, MAX_DEPTH, is_json
+from deployments.receiver.models import ExecuteRequest
+from nodes.ingest import FORMATS
 
 pytestmark = pytest.mark.timeout(300)
 

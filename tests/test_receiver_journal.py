@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_receiver import Proxy, alertmanager, deployments, free_port, read_run, unique  # noqa: F401
+from support.ports import free_port
+from test_receiver import Proxy, alertmanager, deployments, read_run, unique  # noqa: F401
 
 pytestmark = pytest.mark.timeout(180)
 

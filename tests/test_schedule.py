@@ -11,12 +11,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from datetime import timedelta
 
 import pytest
 from pytest_httpserver import HTTPServer
 from support.prefect_server import BIN, PrefectServer
+from support.waiting import wait_for
 from test_deploy import ROOT, sink_definition
 
 pytestmark = pytest.mark.timeout(400)
@@ -35,14 +35,6 @@ def scheduling_server(request, tmp_path):
     finally:
         server.stop()
     server.assert_clean_log()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.5)
-    return value
 
 
 def test_the_scheduler_creates_health_check_runs_and_pipeline_serve_completes_one(
@@ -90,7 +82,9 @@ def test_the_scheduler_creates_health_check_runs_and_pipeline_serve_completes_on
                     assert serve.poll() is None, serve_log.read_text()[-3000:]
                     return None
 
-            health_check = wait_for(deployment, 120, "pipeline serve to register run-pipeline/health-check")
+            health_check = wait_for(
+                deployment, 120, "pipeline serve to register run-pipeline/health-check", every=0.5
+            )
             assert [s.schedule.cron for s in health_check.schedules] == ["*/5 * * * *"]  # from prefect.yaml
 
             def auto_scheduled():
@@ -99,7 +93,9 @@ def test_the_scheduler_creates_health_check_runs_and_pipeline_serve_completes_on
                     flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["auto-scheduled"])),
                 )
 
-            upcoming = wait_for(auto_scheduled, 60, "the scheduler to create runs from the cron schedule")
+            upcoming = wait_for(
+                auto_scheduled, 60, "the scheduler to create runs from the cron schedule", every=0.5
+            )
             assert all(run.state.is_scheduled() for run in upcoming)
 
             # as a user would in the UI: make it run every 3 s, then watch one scheduled run complete
@@ -113,7 +109,7 @@ def test_the_scheduler_creates_health_check_runs_and_pipeline_serve_completes_on
             def completed():
                 return [run for run in auto_scheduled() if run.state.is_completed()]
 
-            done = wait_for(completed, 120, "pipeline serve to complete a scheduled run")
+            done = wait_for(completed, 120, "pipeline serve to complete a scheduled run", every=0.5)
         assert done[0].name.startswith("health-check-")
         assert httpserver.log, "the scheduled run notified nobody"
         assert json.loads(httpserver.log[0][0].data)["title"].startswith("health-check on ")

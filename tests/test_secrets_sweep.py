@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from secrets_sweep_fakes import REFUSED_SMTP_USER, FakeApis, SmtpFake, auth, free_port
+from secrets_sweep_fakes import REFUSED_SMTP_USER, FakeApis, SmtpFake, auth
 from secrets_sweep_support import (
     Run,
     Secret,
@@ -32,6 +32,7 @@ from secrets_sweep_support import (
     sqlite_dump,
     sweep_definition,
 )
+from support.ports import free_port
 
 from flows.definition import list_definitions
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
+from support.ports import free_port
 
 import nodes
 from nodes.runtime import node_result
@@ -59,12 +59,6 @@ def hook_url():
     thread.join(10)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _definition(url: str, *, crashes: bool = True) -> dict[str, Any]:
     node_list = [
         {
@@ -105,7 +99,7 @@ def _definition(url: str, *, crashes: bool = True) -> dict[str, Any]:
                 "type": "notify",
                 "required": False,
                 "retries": 0,
-                "config": {"driver": "webhook", "url": f"http://127.0.0.1:{_closed_port()}/x"},
+                "config": {"driver": "webhook", "url": f"http://127.0.0.1:{free_port()}/x"},
             }
         )
         node_list.append({"id": "bug", "type": "crash", "required": False, "retries": 0})

@@ -46,12 +46,15 @@ def _unexpected(exc: BaseException) -> tuple[str, int]:
     """One line for an error nobody planned for: the API unreachable, a bug (-v shows it)."""
     import re
 
+    transport_errors: tuple[type[BaseException], ...] = ()
     try:
         import httpx
+
+        transport_errors = (httpx.TransportError,)
     except ImportError:  # pragma: no cover - httpx is a dependency
-        httpx = None
+        pass
     unreachable = isinstance(exc, RuntimeError) and str(exc).startswith("Failed to reach API")
-    if unreachable or (httpx is not None and isinstance(exc, httpx.TransportError)):
+    if unreachable or isinstance(exc, transport_errors):
         from flows.local_server import configured_api_url
 
         url = re.sub(r"//[^/@]*@", "//", configured_api_url() or "")  # no credentials in messages
@@ -93,9 +96,10 @@ def main() -> None:
         _quiet_broken_pipe()
     except Exception as exc:
         # usage errors of typer's bundled click (its classes are private): show, no traceback
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            sys.exit(exc.exit_code)
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
         message, status = _unexpected(exc)
         _say(message, exc, verbose)
         sys.exit(status)

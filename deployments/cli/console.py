@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from flows.progress import emit
 
-__all__ = ["RetryWatcher", "progress_printer", "quiet_engine_lines"]
+__all__ = ["ProgressPrinter", "RetryWatcher", "progress_printer", "quiet_engine_lines"]
 
 _ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 _ENGINE_NOISE = ("Finished in state", "Task run failed with", "Encountered exception", "Crash detected")
@@ -54,9 +54,12 @@ class RetryWatcher(logging.Handler):
         super().__init__(level=logging.INFO)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "Retry %s/%s will start" not in str(record.msg) or len(record.args or ()) != 5:
+        args = record.args
+        if "Retry %s/%s will start" not in str(record.msg) or not isinstance(args, tuple) or len(args) != 5:
             return
-        _, _, attempt, retries, when = record.args  # never the error: it may hold a secret
+        _, _, attempt, retries, when = args  # never the error: it may hold a secret
+        if not isinstance(attempt, int) or not isinstance(retries, int):
+            return
         match = _RETRY.match(str(when))
         emit(
             {
@@ -80,12 +83,22 @@ def _waiting(event: dict[str, Any]) -> str:
     )
 
 
-def progress_printer(stream: TextIO):
+def progress_printer(stream: TextIO) -> ProgressPrinter:
     """A progress listener printing one line per event on `stream`; remembers the run id."""
+    return ProgressPrinter(stream)
 
-    def show(event: dict[str, Any]) -> None:
+
+class ProgressPrinter:
+    """The listener `progress_printer` makes; `run_id` is the run's once it has started."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.run_id: str | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        stream = self.stream
         if event["state"] == "started":
-            show.run_id = event["run_id"]
+            self.run_id = event["run_id"]
             return
         if event["state"] == "waiting":
             print(f"▶ {event['node_type']} {event['node_id']} … {_waiting(event)}", file=stream, flush=True)
@@ -98,6 +111,3 @@ def progress_printer(stream: TextIO):
         else:
             tail = f"done in {event['duration_ms']:.0f} ms"
         print(f"{head} {tail}", file=stream, flush=True)
-
-    show.run_id = None
-    return show

@@ -163,7 +163,8 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self._previous)
 
     async def run(self, flow_call):
-        self._main = (asyncio.get_running_loop(), asyncio.current_task())
+        main = asyncio.current_task()  # always a task: asyncio.run wraps the coroutine in one
+        self._main = (asyncio.get_running_loop(), main) if main is not None else None
         try:
             return await flow_call
         except asyncio.CancelledError:

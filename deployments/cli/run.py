@@ -129,7 +129,9 @@ def _previews(pipeline: Pipeline, payload: dict[str, Any]) -> dict[str, list[dic
 
     previews: dict[str, list[dict]] = {}
     ctx = NodeContext(
-        run=RunInfo(trace_id="dry-run", definition=pipeline.name), payload=payload, dry_run=True
+        run=RunInfo(trace_id="dry-run", definition=pipeline.name, definition_dir=pipeline.directory),
+        payload=payload,
+        dry_run=True,
     )
     for node in pipeline.definition.nodes:
         preview = preview_of(get_node_type(node.type))

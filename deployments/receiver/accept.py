@@ -44,7 +44,7 @@ async def accept(
     if given_key:
         key = f"opsflow-receiver:{name}:key:{given_key[:200]}"
     elif always_key or summary.alerts:
-        options = {k: v for k, v in extra.items() if k != "trace_id"}
+        options = {k: v for k, v in extra.items() if k not in ("trace_id", "http")}
         episodes = await _episodes(state.episodes, name, summary)
         key = idempotency_key(name, payload, summary, options, episodes)
     else:

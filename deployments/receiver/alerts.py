@@ -11,7 +11,7 @@ from typing import Any
 
 from flows.request import FLOW_NAME
 from nodes.errors import OpsflowError
-from nodes.ingest import HTTP_KEY, detect_format, get_format
+from nodes.ingest import detect_format, get_format
 
 __all__ = [
     "MAX_EVENTS",
@@ -51,10 +51,9 @@ def summarize(payload: dict[str, Any]) -> Summary:
     A payload no format understands is still accepted: the ingest node reports why in
     the flow run, where someone will look for it.
     """
-    body = {k: v for k, v in payload.items() if k != HTTP_KEY}
     try:
-        name = detect_format(body)
-        parsed = get_format(name).parse(body)
+        name = detect_format(payload)
+        parsed = get_format(name).parse(payload)
     except OpsflowError as exc:
         return Summary(problem=str(exc))
     except Exception as exc:  # a format's bug must not cost the alert: the flow run's ingest node shows it
@@ -87,7 +86,7 @@ def idempotency_key(
         if episodes:
             material["episodes"] = sorted(episodes.items())
     else:
-        material = {"body": {k: v for k, v in payload.items() if k != HTTP_KEY}}
+        material = {"body": payload}
     if options:
         material["options"] = options
     return f"opsflow-receiver:{definition}:{canonical_hash(material)}"
@@ -155,8 +154,9 @@ def emit_alert_events(summary: Summary, definition: str, run) -> int:
         )
 
     def emit_all() -> None:
-        FlowRunContext.__var__.set(None)  # in this copy of the context only
-        TaskRunContext.__var__.set(None)
+        # in this copy of the context only; prefect types its private context vars without None
+        FlowRunContext.__var__.set(None)  # type: ignore[arg-type]
+        TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
         for alert in alerts:
             _emit(emit_event, alert, related, definition, summary.format)
 

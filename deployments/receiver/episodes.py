@@ -19,9 +19,13 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodes.errors import OpsflowError
+
+if TYPE_CHECKING:  # sqlalchemy loads on first use
+    from sqlalchemy import Engine, Table
+    from sqlalchemy.dialects import postgresql, sqlite
 
 __all__ = ["Episodes", "needs_episodes"]
 
@@ -61,11 +65,11 @@ class Episodes:
 
         self.url = url
         self.table = _table(MetaData())
-        self._engine = None
+        self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._next_prune = 0.0
 
-    def _ready(self):
+    def _ready(self) -> Engine:
         from sqlalchemy import text
 
         from nodes.incidents.db import errors, get_engine
@@ -93,10 +97,6 @@ class Episodes:
 
         engine = self._ready()
         t = self.table
-        if engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
         statuses = {a["fingerprint"]: a["status"] for a in alerts}
         now = time.time()
         found: dict[str, str] = {}
@@ -105,7 +105,7 @@ class Episodes:
                 blob = f"{scope}\n{fingerprint}".encode("utf-8", "surrogatepass")
                 row_id = hashlib.sha256(blob).hexdigest()
                 token = uuid.uuid4().hex
-                stmt = insert(t).values(
+                stmt = _insert(engine, t).values(
                     id=row_id, status=statuses[fingerprint], episode=token, updated_at=now
                 )
                 refire = and_(t.c.status == "resolved", stmt.excluded.status == "firing")
@@ -137,3 +137,14 @@ class Episodes:
             return conn.execute(
                 delete(self.table).where(self.table.c.updated_at < time.time() - older_than)
             ).rowcount
+
+
+def _insert(engine: Engine, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The engine's dialect's INSERT: both have the ON CONFLICT clauses the upsert uses."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)

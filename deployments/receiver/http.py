@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
 
 from nodes.errors import OpsflowError
+
+if TYPE_CHECKING:
+    from fastapi.exceptions import RequestValidationError
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -49,7 +52,7 @@ def kind_of(value: Any) -> str:
     return {list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError | RequestValidationError) -> str:
     """A pydantic or FastAPI validation error as one line: `field.path: message; ...`."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
 

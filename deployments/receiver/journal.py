@@ -369,7 +369,9 @@ def _insert_ignoring_known_keys(engine, table):
     """INSERT ... ON CONFLICT (key) DO NOTHING, in the engine's dialect: two receivers racing
     on one key leave one row and no error."""
     if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=["key"])
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing(index_elements=["key"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=["key"])

@@ -86,6 +86,8 @@ class _BusyRetry:
 def _retry_busy_quickly(client) -> None:
     """Wrap the transport of the client's httpx client (TLS and limits stay as Prefect set them)."""
     http = getattr(client, "_client", None)
+    if http is None:
+        return
     inner = getattr(http, "_transport", None)
     if inner is not None and hasattr(inner, "handle_async_request") and not isinstance(inner, _BusyRetry):
         http._transport = _BusyRetry(inner)

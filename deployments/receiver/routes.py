@@ -76,12 +76,12 @@ async def receive_alert(
     body, payload = await read_json(request)
     if not isinstance(payload, dict):
         raise ReceiverError(400, f"the body must be a JSON object (an alert payload), got {kind_of(payload)}")
-    payload.pop(HTTP_KEY, None)  # only the receiver says what the raw request was
+    payload.pop(HTTP_KEY, None)  # the raw request is the run's `http`, never something a sender sets
+    extra: dict[str, Any] = {"source": "receiver"}
     signature = request.headers.get("x-pagerduty-signature")
-    if signature is not None:
+    if signature is not None:  # a signed format checks the signature against these exact bytes
         headers = {"x-pagerduty-signature": signature, "content-type": request.headers["content-type"]}
-        payload[HTTP_KEY] = {"headers": headers, "raw_body": body}
-    extra = {"source": "receiver"}
+        extra["http"] = {"headers": headers, "raw_body": body}
     return await accept(request, definition, payload, extra, always_key=True, size=len(body))
 
 

@@ -49,7 +49,7 @@ def detect_format(payload: Any) -> str:
     for name in FORMATS:
         if get_format(name).detect(payload):
             return name
-    keys = ", ".join(sorted(_shown(k) for k in payload if k != HTTP_KEY)[:20]) or "none"
+    keys = ", ".join(sorted(_shown(k) for k in payload)[:20]) or "none"
     expected = "; ".join(f"{name}: {get_format(name).SHAPE}" for name in FORMATS)
     raise IngestError(f"cannot detect the alert format (payload keys: {keys}); expected one of: {expected}")
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from nodes import unknown_name
 from nodes.base import NodeContext
 from nodes.errors import IngestError
-from nodes.ingest import FORMATS, detect_format, get_format
+from nodes.ingest import FORMATS, HTTP_KEY, detect_format, get_format
 from nodes.ingest.alert import Parsed, common_labels, dedupe, worst_severity
 
 _ZERO = {"received": 0, "new": 0, "updated": 0, "resolved": 0}
@@ -61,7 +61,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise IngestError(f"payload: expected a JSON object, got {type(payload).__name__}")
     name = detect_format(payload) if config.driver == "auto" else config.driver
-    parsed = parse(name, payload, config, ctx)
+    parsed = parse(name, _with_request(payload, ctx.http), config, ctx)
     if parsed.ignored:
         ctx.log.info("ingest: %s payload ignored: %s", name, parsed.ignored)
         return {
@@ -129,6 +129,17 @@ def seed_keys(
         "incidents_updated": 1 if stored and not created and not duplicate else 0,
         "alert_fingerprint": alerts[0].get("fingerprint") if alerts else None,
     }
+
+
+def _with_request(payload: dict[str, Any], http: dict[str, Any] | None) -> dict[str, Any]:
+    """What a format parses: the payload, and the raw request (the run's `http`) under HTTP_KEY.
+
+    Only the receiver says what the raw request was: a payload's own HTTP_KEY is dropped.
+    """
+    body = {k: v for k, v in payload.items() if k != HTTP_KEY}
+    if http is not None:
+        body[HTTP_KEY] = http
+    return body
 
 
 def parse(name: str, payload: dict[str, Any], config: Config, ctx: NodeContext) -> Parsed:

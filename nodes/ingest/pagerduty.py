@@ -94,8 +94,8 @@ def verified_body(payload: dict[str, Any], secret: str) -> dict[str, Any]:
     http = payload.get(HTTP_KEY)
     if not isinstance(http, dict) or "raw_body" not in http:
         raise IngestError(
-            f"pagerduty: signing_secret is set but the payload carries no `{HTTP_KEY}` "
-            "with `raw_body` and `headers` to verify the signature against"
+            "pagerduty: signing_secret is set but the run has no raw webhook request (its `http` "
+            "parameter, with `raw_body` and `headers`, set by the receiver) to verify the signature against"
         )
     raw = http["raw_body"]
     if isinstance(raw, str):

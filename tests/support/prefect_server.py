@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,14 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["BIN", "PrefectServer", "free_port", "server_log_problems", "wait_healthy"]
+from support.ports import free_port
+
+__all__ = ["BIN", "PrefectServer", "server_log_problems", "wait_healthy"]
 
 BIN = Path(sys.executable).parent
 
 # what a failing server service or request handler leaves in the log
 PROBLEM = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||^ERROR:", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_healthy(api_url: str, process: subprocess.Popen, timeout: float = 240) -> None:
@@ -56,6 +51,9 @@ def server_log_problems(text: str, allowed: Iterable[str] = ()) -> list[str]:
     problems = []
     for match in PROBLEM.finditer(text):
         excerpt = text[match.start() : match.start() + 1500]
+        end = text.find("\n\n", match.start())  # a traceback ends with its exception line
+        if end != -1 and end - match.start() > 1500:
+            excerpt += "\n  …\n" + text[max(match.start() + 1500, end - 600) : end]
         if not any(pattern in excerpt for pattern in allowed):
             problems.append(excerpt)
     return problems
