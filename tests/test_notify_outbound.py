@@ -13,8 +13,15 @@ from nodes.notify import DRIVERS, get_driver, pagerduty, webhook
 from nodes.notify import node as notify
 
 SECRET = "s3cr3t-0utb0und-7e6d5c"
-ENV = ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "SLACK_CHANNEL", "TEAMS_WEBHOOK_URL", "DISCORD_WEBHOOK_URL")
-ENV += ("PAGERDUTY_ROUTING_KEY",)  # the drivers' fallbacks: each case here sets what it uses
+# the drivers' fallbacks in the environment: each case here sets what it uses
+ENV = (
+    "SLACK_WEBHOOK_URL",
+    "SLACK_BOT_TOKEN",
+    "SLACK_CHANNEL",
+    "TEAMS_WEBHOOK_URL",
+    "DISCORD_WEBHOOK_URL",
+    "PAGERDUTY_ROUTING_KEY",
+)
 
 
 @pytest.fixture(autouse=True)
