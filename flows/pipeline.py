@@ -7,49 +7,37 @@ node runs when (see `flows.runbook`) and passes outputs along.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, cast
 
 from flows.settings import apply_prefect_defaults
 
 apply_prefect_defaults()
 
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed, Failed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-from prefect.tasks import exponential_backoff  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
-from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
 
 from flows.approval import wait_for_approval  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine_logs import one_line_node_errors  # noqa: E402
 from flows.hooks import HOOKS  # noqa: E402
 from flows.limits import check_value_depth  # noqa: E402
-from flows.progress import CANCELLED, emit, watch_loop  # noqa: E402
+from flows.node_task import failure, node_task  # noqa: E402
+from flows.progress import emit  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows  # noqa: E402
 from flows.request import DEFAULT_ENVIRONMENT, DEFAULT_SOURCE, FLOW_NAME, RunRequest  # noqa: E402
 from flows.runbook import RunBook, WhenFailed  # noqa: E402
 from flows.stage import outputs_markdown  # noqa: E402
-from nodes.base import NodeContext, RedactingLogger, Secrets  # noqa: E402
-from nodes.errors import DefinitionError, NodeError, OpsflowError  # noqa: E402
-from nodes.runtime import execute_node, node_result  # noqa: E402
+from nodes.base import NodeContext, Secrets  # noqa: E402
+from nodes.errors import DefinitionError, OpsflowError  # noqa: E402
+from nodes.runtime import node_result  # noqa: E402
 
 __all__ = ["FLOW_NAME", "run_pipeline"]
 MAX_CONCURRENT_NODES = 16
-# Prefect spreads each retry delay over ±this fraction of it
-RETRY_JITTER = 0.5
-_SHORTEST_JITTERED = lower_clamp_multiple(1 + RETRY_JITTER)  # of a planned delay (0.63)
-# the longest a Retry-After hint may stretch one retry delay
-MAX_RETRY_AFTER_SECONDS = 120.0
 
 
 def _flow_run_name() -> str:
@@ -60,101 +48,6 @@ def _flow_run_name() -> str:
     params = flow_run.parameters
     trace = params.get("trace_id") or str(flow_run.id or uuid.uuid4())
     return f"{definition_label(params.get('definition'))}-{trace.replace('-', '')[:8]}"
-
-
-def _retryable(task, task_run, state) -> bool:
-    """Retry only what may pass on a second try: NodeErrors say so themselves."""
-    exc = state.result(raise_on_failure=False, _sync=True)
-    return exc.retryable if isinstance(exc, NodeError) else True
-
-
-async def _run_node(
-    node_id: str, node_type: str, config: dict, ctx: NodeContext, dynamic: bool, options: dict
-) -> dict:
-    """The body of every node task: execute the node with this attempt's logger and count.
-
-    The handler runs in a thread the task awaits, so the node's timeout fails the attempt
-    on time even when the handler is stuck in blocking I/O. The abandoned thread cannot
-    act afterwards: the handler's I/O takes its timeouts from `ctx.deadline`.
-    """
-    from prefect.runtime import task_run
-
-    watch_loop()  # Ctrl-C in the CLI cancels this task run's loop: its work and its retry waits
-    if CANCELLED.is_set():
-        raise NodeError(f"node {node_id!r} not started: the run was interrupted")
-    attempt = task_run.run_count or 1
-    max_attempts = int(options["retries"]) + 1
-    timeout = options["timeout_seconds"]
-    log = RedactingLogger(get_run_logger(), ctx.secrets)
-    deadline = time.monotonic() + timeout
-    stop = threading.Event()  # set when this attempt is over, however it ended
-    ctx = dataclasses.replace(
-        ctx, log=log, attempt=attempt, max_attempts=max_attempts, deadline=deadline, stop=stop
-    )
-    try:
-        try:
-            work = _in_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
-            result = await asyncio.wait_for(work, timeout=timeout)
-        except TimeoutError:
-            error = NodeError(f"node {node_id!r} timed out after {timeout:g} s", retryable=True)
-            error.duration_ms = timeout * 1000
-            raise error from None
-        finally:
-            stop.set()  # a handler its thread still runs (timed out, cancelled) stops its work
-    except NodeError as exc:
-        exc.attempts = attempt
-        if exc.retryable and exc.retry_after and attempt < max_attempts:
-            # Prefect's own delay follows: jittered, it can be as short as this
-            planned = options["retry_delay_seconds"] * 2 ** (attempt - 1) * _SHORTEST_JITTERED
-            await asyncio.sleep(max(0.0, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS) - planned))
-        raise
-    result["attempts"] = attempt
-    log.info("%s", result["summary"])  # the node's line in the UI's Logs tab
-    return result
-
-
-async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Await `fn` run in its own daemon thread.
-
-    Unlike `asyncio.to_thread`, a thread abandoned at a timeout does not hold up the
-    task's event loop on shutdown (which waits for its default executor).
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
-
-    def settle(setter: Callable[[Any], None], value: Any) -> None:
-        if not future.done():
-            setter(value)
-
-    def work() -> None:
-        try:
-            outcome = fn(*args, **kwargs)
-        except BaseException as exc:  # handed to the awaiting task, which re-raises it
-            setter, value = future.set_exception, exc
-        else:
-            setter, value = future.set_result, outcome
-        with contextlib.suppress(RuntimeError):  # the loop is gone: the attempt timed out
-            loop.call_soon_threadsafe(settle, setter, value)
-
-    threading.Thread(target=work, name="opsflow-node", daemon=True).start()
-    return await future
-
-
-@lru_cache(maxsize=1024)
-def _node_task(node_type: str, node_id: str, retries: int, delay: float, timeout: float):
-    # decorator form: prefect's overloads take options or a function, not both in one call
-    return task(
-        name=node_type,
-        task_run_name=node_id,
-        retries=retries,
-        retry_delay_seconds=exponential_backoff(delay) if retries and delay else 0,
-        retry_jitter_factor=RETRY_JITTER if retries and delay else None,
-        retry_condition_fn=_retryable if retries else None,
-        # the timeout is enforced in `_run_node`: Prefect's own costs ~100 ms per task run here
-        cache_policy=NO_CACHE,
-        persist_result=False,
-        log_prints=False,
-    )(_run_node)
 
 
 def _read_secret(name: str) -> str:
@@ -303,7 +196,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     progressed = True
                     continue
                 options = pipeline.options(node)
-                node_task = _node_task(
+                the_task = node_task(
                     node.type,
                     node_id,
                     options["retries"],
@@ -316,7 +209,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     for p in pipeline.predecessors[node_id]
                     if book.state[p] == "done" and p in futures
                 ]
-                future = node_task.submit(
+                future = the_task.submit(
                     node_id,
                     node.type,
                     quote(node.config),
@@ -346,32 +239,10 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     ctx.incident = result["output"]["incident"]
                     incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
             else:
-                failed, message = _failure(node_id, node.type, state, ctx)
+                failed, message = failure(node_id, node.type, state, ctx)
                 book.fail(node_id, {**failed, "total_ms": total_ms}, message)
                 ctx.nodes[node_id] = None
             _emit(book, node_id, total)
-
-
-def _failure(node_id: str, node_type: str, state, ctx: NodeContext) -> tuple[dict, str]:
-    """A failed node's result and message, from its final Prefect state."""
-    exc = state.result(raise_on_failure=False, _sync=True)
-    if isinstance(exc, NodeError):
-        message = exc.message
-        error = {
-            "message": message,
-            "retryable": exc.retryable,
-            **({"details": exc.details} if exc.details else {}),
-        }
-        attempts = getattr(exc, "attempts", 1)
-        duration = getattr(exc, "duration_ms", 0.0)
-    else:
-        # node errors and timeouts arrive as NodeErrors; anything else crashed the task run
-        message = f"node {node_id!r} crashed: {state.message or exc}"
-        error = {"message": message, "retryable": True}
-        attempts, duration = getattr(exc, "attempts", 0), 0.0
-    message = ctx.secrets.redact(message)
-    error = ctx.secrets.redact(error)
-    return node_result(node_id, node_type, errors=[error], duration_ms=duration, attempts=attempts), message
 
 
 def _emit(book: RunBook, node_id: str, total: int) -> None:

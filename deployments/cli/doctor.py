@@ -14,6 +14,7 @@ from flows.definition import definitions_dir, list_definitions, load_definition
 from flows.local_server import configured_api_url
 from nodes import get_node_type
 from nodes.errors import DefinitionError
+from nodes.protocols import required_settings_of
 from nodes.templating import referenced_names
 
 
@@ -61,9 +62,9 @@ def settings_needed(pipeline) -> tuple[list[str], dict[str, str]]:
     required: list[str] = []
     optional: dict[str, str] = {}
     for node in pipeline.definition.nodes:
-        implicit = getattr(get_node_type(node.type), "required_settings", None)
+        implicit = required_settings_of(get_node_type(node.type))
         names = [(n, False) for n in referenced_names(node.config) if not n.startswith("secret:")]
-        names += [(n, True) for n in (implicit(node.config) if implicit else [])]
+        names += [(n, True) for n in implicit(node.config)]
         for name, is_implicit in names:
             why = _optional_because(node, name, is_implicit)
             if why is None:
