@@ -57,13 +57,14 @@ def _no_leftovers():
 
 
 def start(path: str, env: dict[str, str], stderr_file: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deployments.cli", "run", "--config", path],
-        stdout=subprocess.DEVNULL,
-        stderr=stderr_file.open("w"),
-        env=env,
-        start_new_session=True,  # its own group, so the signal below reaches what a terminal's would
-    )
+    with stderr_file.open("w") as stderr:  # the child has its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deployments.cli", "run", "--config", path],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            start_new_session=True,  # its own group, so the signal below reaches what a terminal's would
+        )
     _STARTED.append(process)
     return process
 

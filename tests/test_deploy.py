@@ -65,6 +65,8 @@ def test_serve_claims_and_runs_deployment_runs_in_process(
     finally:
         loop.call_soon_threadsafe(server.stopping.set)
         thread.join(timeout=60)
+        if not thread.is_alive():
+            loop.close()
     assert flow_run.state.is_completed(), flow_run.state
     assert flow_run.name.startswith(f"{name}-")
     (request, _), *_ = httpserver.log

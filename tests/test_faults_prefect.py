@@ -62,8 +62,8 @@ def start_receiver(api_url: str, tmp_path: Path, journal: bool) -> tuple[subproc
         f"uvicorn.run(create_app(timeout=5, concurrency=8, journal={journal}), host='127.0.0.1', "
         f"port={port}, log_level='error')"
     )
-    log = open(tmp_path / "receiver.log", "w")  # noqa: SIM115 - the process holds it
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=log, stderr=log)
+    with open(tmp_path / "receiver.log", "w") as log:  # the child has its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -156,6 +156,8 @@ def served(prefect_api, tmp_path, monkeypatch, httpserver: HTTPServer):
     finally:
         loop.call_soon_threadsafe(server.stopping.set)
         thread.join(timeout=60)
+        if not thread.is_alive():
+            loop.close()
 
 
 def test_a_cancelled_run_sends_on_failure_with_status_cancelled(served, httpserver: HTTPServer):

@@ -55,17 +55,18 @@ def prometheus(tmp_path_factory) -> str:
     (home / "prometheus.yml").write_text("global:\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={home / 'prometheus.yml'}",
-            f"--storage.tsdb.path={home / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(home / "log.txt", "w"),  # noqa: SIM115 (closed with the process)
-        cwd=home,
-    )
+    with open(home / "log.txt", "w") as log:  # the child has its own copy of the descriptor
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={home / 'prometheus.yml'}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=home,
+        )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # ready, and the rule has written a few samples

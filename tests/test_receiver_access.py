@@ -135,5 +135,7 @@ def test_a_token_file_allows_off_loopback_and_is_what_the_receiver_requires(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
+        if process.stderr:
+            process.stderr.close()
     assert missing.status_code == 401 and wrong.status_code == 401
     assert right.status_code == 200, right.text
