@@ -265,7 +265,7 @@ def _cwd(config: Config, base: Path) -> Path:
     cwd = base / config.cwd if config.cwd else base
     try:
         if cwd.is_dir():
-            return cwd
+            return cwd.resolve()  # shown in results and logs: no `..` in it
     except (OSError, ValueError):
         pass
     raise ConfigError(f"config.cwd: {cwd} is not a directory")
