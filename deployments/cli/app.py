@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from deployments.cli import definitions, doctor, operate, run, serve
+from deployments.cli import definitions, doctor, operate, retry, run, serve
 from deployments.cli.common import VERBOSE_FLAGS, Exit, definition_message, verbose_requested
 from nodes.errors import DefinitionError
 
@@ -33,6 +33,7 @@ app.command()(definitions.schema)
 app.command()(operate.runs)
 app.command()(operate.show)
 app.command()(operate.logs)
+app.command()(retry.retry)
 app.command()(serve.serve)
 app.command("receiver")(serve.receiver_command)
 app.command()(operate.publish)
