@@ -104,3 +104,32 @@ def test_doctor_tells_required_from_optional(cli_run, monkeypatch, tmp_path):
     code, out, _ = cli_run("doctor")
     assert code == 0 and "never-printed" not in out
     assert "OPT_ONE_X (node 'b' is optional); OPT_TWO_X (has a default)" in out
+
+
+def test_doctor_checks_that_every_command_stage_can_start(cli_run, tmp_path, monkeypatch):
+    stages = [
+        {"id": "ok", "type": "command", "config": {"command": ["python3", "-c", "pass"]}, "next": "missing"},
+        {
+            "id": "missing",
+            "type": "command",
+            "config": {"command": ["no-such-program-opsflow", "x"]},
+            "next": "script",
+        },
+        {"id": "script", "type": "command", "config": {"command": ["./build.sh"], "cwd": "stages"}},
+    ]
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "build.sh").write_text("#!/bin/sh\necho built\n")  # not executable yet
+    (tmp_path / "staged.json").write_text(json.dumps({"version": "1.0", "nodes": stages}))
+    monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL")
+    code, out, _ = cli_run("doctor")
+    assert code == 1
+    assert "✗ definition staged: node 'missing': no-such-program-opsflow is not on PATH" in out
+    script = tmp_path / "stages" / "build.sh"
+    assert f"✗ definition staged: node 'script': ./build.sh: {script} is not an executable file" in out
+    assert "node 'ok'" not in out
+    (tmp_path / "stages" / "build.sh").chmod(0o755)
+    stages[1]["config"]["command"] = ["sh", "-c", "true"]
+    (tmp_path / "staged.json").write_text(json.dumps({"version": "1.0", "nodes": stages}))
+    code, out, _ = cli_run("doctor")
+    assert code == 0, out

@@ -7,10 +7,11 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import typer
 
-from flows.definition import definitions_dir, list_definitions, load_definition
+from flows.definition import Pipeline, definitions_dir, list_definitions, load_definition
 from flows.local_server import configured_api_url
 from nodes import get_node_type
 from nodes.errors import DefinitionError
@@ -36,6 +37,8 @@ def run_checks() -> Iterator[tuple[str, str]]:
         except DefinitionError as exc:
             yield "fail", f"definition {path.stem}: invalid ({'; '.join(exc.problems)})"
             continue
+        for node_id, problem in command_problems(pipeline):
+            yield "fail", f"definition {pipeline.name}: node {node_id!r}: {problem}"
         required, optional = settings_needed(pipeline)
         missing = [n for n in required if not os.environ.get(n)]
         unset = {n: why for n, why in optional.items() if not os.environ.get(n)}
@@ -46,6 +49,18 @@ def run_checks() -> Iterator[tuple[str, str]]:
             yield "note", f"definition {pipeline.name}: valid, ready; optional, not set: {notes}"
         else:
             yield "ok", f"definition {pipeline.name}: valid, settings present"
+
+
+def command_problems(pipeline: Pipeline) -> Iterator[tuple[str, str]]:
+    """(node id, why) for each command node whose program could not be started here."""
+    for node in pipeline.definition.nodes:
+        if node.type != "command":
+            continue
+        from nodes.command.node import Config, executable_problem
+
+        problem = executable_problem(Config.model_validate(node.config), Path(pipeline.directory))
+        if problem:
+            yield node.id, problem
 
 
 def _ok(passed: bool) -> str:

@@ -37,7 +37,7 @@ from nodes.command.process import Outcome, run_process
 from nodes.errors import ConfigError, NodeError
 from nodes.templating import has_dynamic, mask_references, resolve
 
-__all__ = ["Artifact", "Config", "preview", "resolve_config", "run"]
+__all__ = ["Artifact", "Config", "executable_problem", "preview", "resolve_config", "run"]
 
 MAX_JSON_STDOUT_BYTES = 16 * 1024 * 1024
 MAX_LOGGED_LINES = 1000
@@ -259,6 +259,26 @@ def _argv(config: Config) -> tuple[list[str], list[str]]:
     if argv[0] in _PYTHON_NAMES:
         argv[0] = sys.executable or shutil.which(argv[0]) or argv[0]
     return shown, argv
+
+
+def executable_problem(config: Config, base: Path) -> str | None:
+    """Why the program could not be started, or None: `pipeline doctor` asks before any run.
+
+    A path (with a `/`) must be an executable file (relative to `cwd`); a bare name must be
+    on the PATH the program would get (`python3` is this interpreter).
+    """
+    shown, argv = _argv(config)
+    program = argv[0]
+    if os.sep in program:
+        path = Path(program) if os.path.isabs(program) else base / (config.cwd or "") / program
+        if path.is_file() and os.access(path, os.X_OK):
+            return None
+        return f"{shown[0]}: {path} is not an executable file"
+    if has_dynamic(config.env.get("PATH", "")):
+        return None  # known only at run time
+    if shutil.which(program, path=_environment(config).get("PATH")):
+        return None
+    return f"{shown[0]} is not on PATH"
 
 
 def _cwd(config: Config, base: Path) -> Path:
