@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from flows.definition import (
 from flows.definition import (
     validate as validate_definition,
 )
+from flows.definition_source import BLOCK_NAME, BLOCK_PREFIX, BLOCK_TYPE_SLUG
 from flows.prefect_api import sync_client
 from flows.typed_keys import typed_in_keys
 from nodes.errors import DefinitionError, OpsflowError
@@ -51,10 +51,6 @@ __all__ = [
     "pull",
 ]
 
-BLOCK_TYPE_SLUG = "opsflow-pipeline-definition"
-# `load_definition("block:NAME")` asks for the block explicitly (names never hold a colon)
-BLOCK_PREFIX = "block:"
-BLOCK_NAME = re.compile(r"^[a-z0-9-]+$")
 # JSON Schema's own mark for a value the form should not edit (Prefect 3.8.8's UIs ignore it)
 READ_ONLY: dict[str, Any] = {"readOnly": True}
 
@@ -103,7 +99,7 @@ class PipelineDefinitionBlock(Block):
     )
 
     @classmethod
-    def model_json_schema(
+    def model_json_schema(  # type: ignore[override]  # Block's own signature, narrower than pydantic's
         cls,
         by_alias: bool = True,
         ref_template: str = "#/definitions/{model}",
