@@ -73,7 +73,9 @@ class DefinitionBlockWatch:
             await PipelineDefinitionBlock.aregister_type_and_schema(client=client)
             block_type = await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
             saved = EventFilter(
-                event=EventNameFilter(name=["prefect.block-document.created", "prefect.block-document.updated"]),
+                event=EventNameFilter(
+                    name=["prefect.block-document.created", "prefect.block-document.updated"]
+                ),
                 related=EventRelatedFilter(
                     resources_in_roles=[(f"prefect.block-type.{block_type.id}", "block-type")]
                 ),
@@ -81,7 +83,9 @@ class DefinitionBlockWatch:
             async with get_events_subscriber(filter=saved, reconnection_attempts=3) as events:
                 offset = 0  # subscribed first, so no save between the two is missed
                 while True:
-                    page = await client.read_block_documents_by_type(BLOCK_TYPE_SLUG, offset=offset, limit=PAGE)
+                    page = await client.read_block_documents_by_type(
+                        BLOCK_TYPE_SLUG, offset=offset, limit=PAGE
+                    )
                     for document in page:
                         await self.check(client, document)
                     if len(page) < PAGE:
@@ -118,7 +122,9 @@ class DefinitionBlockWatch:
         if checked.pipeline is not None:
             self.highest[document.id] = max(self.highest.get(document.id, 0), checked.revision)
             if "revision" in checked.update:
-                log.info("definition block %s: revision %d (%s)", checked.name, checked.revision, checked.digest)
+                log.info(
+                    "definition block %s: revision %d (%s)", checked.name, checked.revision, checked.digest
+                )
         elif checked.update:
             log.warning(
                 "definition block %s is invalid (%d problem(s)): %s",
