@@ -50,6 +50,7 @@ class DefinitionBlockWatch:
 
     def __init__(self) -> None:
         self.highest: dict[UUID, int] = {}
+        self.schema_id: UUID | None = None  # the current block schema, as registered
         self.connected = asyncio.Event()
 
     async def run_forever(self, retry_seconds: float) -> None:
@@ -71,6 +72,7 @@ class DefinitionBlockWatch:
 
         async with get_client() as client:
             await PipelineDefinitionBlock.aregister_type_and_schema(client=client)
+            self.schema_id = PipelineDefinitionBlock._block_schema_id
             block_type = await client.read_block_type_by_slug(BLOCK_TYPE_SLUG)
             saved = EventFilter(
                 event=EventNameFilter(
@@ -84,7 +86,7 @@ class DefinitionBlockWatch:
                 offset = 0  # subscribed first, so no save between the two is missed
                 while True:
                     page = await client.read_block_documents_by_type(
-                        BLOCK_TYPE_SLUG, offset=offset, limit=PAGE
+                        BLOCK_TYPE_SLUG, offset=offset, limit=PAGE, include_secrets=False
                     )
                     for document in page:
                         await self.check(client, document)
@@ -100,24 +102,34 @@ class DefinitionBlockWatch:
         from prefect.exceptions import ObjectNotFound
 
         try:
-            document = await client.read_block_document(UUID(document_id))
+            document = await client.read_block_document(UUID(document_id), include_secrets=False)
         except (ValueError, ObjectNotFound):  # deleted since, or not a document id
             return
         await self.check(client, document)
 
     async def check(self, client: Any, document: Any) -> None:
-        """Check one document and write back what the check found (only then: no echo loop)."""
+        """Check one document and write back what the check found (only then: no echo loop).
+
+        A document the API refuses to update is logged and left: the others are still checked.
+        """
+        import httpx
         from prefect.client.schemas.actions import BlockDocumentUpdate
 
+        if document.is_anonymous:  # no name to run it by
+            return
         checked = check_document(document, floor=self.highest.get(document.id, 0))
-        schema_id = PipelineDefinitionBlock._block_schema_id
+        schema_id = self.schema_id
         migrate = schema_id is not None and document.block_schema_id != schema_id
         if checked.update or migrate:
             # the server moves a document to another schema only along with (merged) data
             change = BlockDocumentUpdate(data=checked.update, merge_existing_data=True)
             if migrate:
                 change.block_schema_id = schema_id
-            await client.update_block_document(block_document_id=document.id, block_document=change)
+            try:
+                await client.update_block_document(block_document_id=document.id, block_document=change)
+            except httpx.HTTPStatusError as exc:
+                log.warning("definition block %s not updated: %s", checked.name, exc)
+                return
             announce(document, checked)
         if checked.pipeline is not None:
             self.highest[document.id] = max(self.highest.get(document.id, 0), checked.revision)
