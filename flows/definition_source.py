@@ -79,8 +79,7 @@ def definition_source(
         return DefinitionSource(
             "file",
             str(path),
-            f"a file wins over a block of the same name; edits of block {text} apply to "
-            f"runs of {BLOCK_PREFIX}{text} only",
+            f"it wins over a Prefect block of the same name; {BLOCK_PREFIX}{text} runs the block",
         )
     from flows.local_server import configured_api_url  # env/profile only; no Prefect import
 

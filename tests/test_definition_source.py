@@ -55,8 +55,7 @@ def test_a_file_wins_over_a_block_of_the_same_name(prefect_api, defs_dir, name):
     told = definition_source(name)
     assert (told.kind, told.where) == ("file", str(path))
     assert told.line() == (
-        f"the file {path} (a file wins over a block of the same name; edits of block {name} "
-        f"apply to runs of block:{name} only)"
+        f"the file {path} (it wins over a Prefect block of the same name; block:{name} runs the block)"
     )
     assert load_definition(name).source == str(path)
 
