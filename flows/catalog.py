@@ -44,6 +44,7 @@ __all__ = [
     "BLOCK_TYPE_SLUG",
     "Checked",
     "PipelineDefinitionBlock",
+    "announce",
     "block_definition_for",
     "check_document",
     "load_block_definition",
@@ -69,8 +70,11 @@ class PipelineDefinitionBlock(Block):
     _block_type_slug = BLOCK_TYPE_SLUG
     _description = (
         "An opsflow pipeline definition (alert -> host context -> AI analysis -> notification). "
-        "Edit the `definition` JSON; every change becomes a new revision, and each run records "
-        "the revision and content hash it ran. `pipeline pull NAME` writes it back to a file."
+        "Edit the `definition`; every change becomes a new revision, and each run records the "
+        "revision and content hash it ran. Runs use this block when no definitions/NAME.json "
+        "exists, or when they ask for block:NAME. While `pipeline serve` runs, each save is "
+        "checked at once: its revision and digest are recorded and any problem is listed under "
+        "Problems. `pipeline pull NAME` writes it back to a file."
     )
 
     model_config = ConfigDict(validate_assignment=True)
