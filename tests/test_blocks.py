@@ -84,7 +84,7 @@ def test_block_type_is_registered_with_slug_and_described_fields(prefect_api):
     assert block_type.name == "opsflow pipeline definition"
     assert "revision" in block_type.description
     fields = PipelineDefinitionBlock.model_json_schema()["properties"]
-    assert set(fields) == {"definition", "revision", "digest"}
+    assert set(fields) == {"definition", "revision", "digest", "problems"}
     assert all(field.get("description") for field in fields.values())
 
 

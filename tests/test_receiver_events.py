@@ -3,7 +3,9 @@
 `pipeline serve --receiver` serves the receiver in the event loop that runs flows, where
 a served run's context was current: Prefect related every alert event to that run (and
 its health-check deployment). Here the receiver is served the same way, as a task
-started inside a running flow, against the session's Prefect server.
+started inside a running flow, against the session's Prefect server. The events are read
+back through Prefect's events API: an event card in the UI shows the resource's
+`prefect.resource.name`, so that is the alertname (or the title), never the fingerprint.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ def test_events_from_a_receiver_served_inside_a_run_relate_to_each_alerts_run(de
 
     port = free_port()
     marker = unique("EventName")
+    untitled = unique("Untitled")
     payloads = [
         alertmanager(unique("Evt")),
         {"title": "Disk almost full on db-01", "labels": {"alertname": marker, "host": "db-01"}},
+        {"title": f"  CPU hot on\n db-02 {untitled}  ", "severity": "warning", "labels": {"host": "db-02"}},
     ]
 
     @flow(name="opsflow-test-serve-host")
@@ -67,15 +71,36 @@ def test_events_from_a_receiver_served_inside_a_run_relate_to_each_alerts_run(de
     am_alert = payloads[0]["alerts"][0]
     from nodes.ingest import get_format
 
-    generic_fp = get_format("generic").parse(payloads[1]).alerts[0]["fingerprint"]
-    for answer, fingerprint, name in (
-        (answers[0], am_alert["fingerprint"], am_alert["labels"]["alertname"]),
-        (answers[1], generic_fp, marker),
+    generic_fp, titled_fp = (get_format("generic").parse(p).alerts[0]["fingerprint"] for p in payloads[1:])
+    for answer, fingerprint, name, severity in (
+        (answers[0], am_alert["fingerprint"], am_alert["labels"]["alertname"], "critical"),
+        (answers[1], generic_fp, marker, "warning"),
+        (answers[2], titled_fp, f"CPU hot on db-02 {untitled}", "warning"),  # no alertname: the title
     ):
         [event] = events_of(f"opsflow.alert.{fingerprint}", 1)
         related = {(r.id, r.role) for r in event.related}
-        assert event.resource.name == name  # the alertname, not the title
+        assert event.event == "opsflow.alert.firing"
+        assert event.resource.name == name  # the alertname, not the title; one line
+        assert fingerprint not in event.resource.name
+        assert event.resource["opsflow.alert.status"] == "firing"
+        assert event.resource["opsflow.alert.severity"] == severity
+        assert event.resource["opsflow.definition"] == "alert-triage"
         assert (f"prefect.flow-run.{answer['flow_run_id']}", "flow-run") in related
         assert (f"prefect.deployment.{deployments['alert-triage']}", "deployment") in related
         assert f"prefect.flow-run.{host_run}" not in {r.id for r in event.related}
         assert f"prefect.deployment.{deployments['health-check']}" not in {r.id for r in event.related}
+
+
+def test_an_alert_is_named_by_its_alertname_else_its_title_on_one_short_line():
+    from deployments.receiver.alerts import MAX_NAME, alert_name
+
+    assert (
+        alert_name({"fingerprint": "f1", "title": "T", "labels": {"alertname": " Disk\nFull "}})
+        == "Disk Full"
+    )
+    assert (
+        alert_name({"fingerprint": "f2", "title": "Load high", "labels": {"alertname": "  "}}) == "Load high"
+    )
+    assert alert_name({"fingerprint": "f3", "title": "(untitled)", "labels": {}}) == "f3"
+    long = alert_name({"fingerprint": "f4", "title": "x" * 500, "labels": {}})
+    assert len(long) == MAX_NAME and long.endswith("…")

@@ -16,6 +16,7 @@ from nodes.ingest import detect_format, get_format
 __all__ = [
     "MAX_EVENTS",
     "Summary",
+    "alert_name",
     "canonical_hash",
     "count_repeat",
     "emit_alert_events",
@@ -25,6 +26,7 @@ __all__ = [
 
 # one delivery may carry thousands of alerts; past this many, only the count is logged
 MAX_EVENTS = 500
+MAX_NAME = 120  # an event card's resource line, not a paragraph
 
 log = logging.getLogger("opsflow.receiver")
 
@@ -164,12 +166,30 @@ def emit_alert_events(summary: Summary, definition: str, run) -> int:
     return len(alerts)
 
 
+def alert_name(alert: dict[str, Any]) -> str:
+    """What an event card calls the alert: its alertname, else its title, on one short line
+    (the fingerprint, the resource id's tail, only when it has neither)."""
+    labels = alert.get("labels") or {}
+    for candidate in (labels.get("alertname"), alert.get("title")):
+        if isinstance(candidate, str):
+            name = " ".join(candidate.split())
+            if name and name != "(untitled)":
+                return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
+    return str(alert["fingerprint"])
+
+
 def _emit(emit_event, alert: dict[str, Any], related: list[dict[str, str]], definition: str, fmt) -> None:
+    status = "resolved" if alert["status"] == "resolved" else "firing"
     emit_event(
-        event=f"opsflow.alert.{'resolved' if alert['status'] == 'resolved' else 'firing'}",
+        event=f"opsflow.alert.{status}",
         resource={
+            # the id stays the fingerprint (what automations and filters match); the name is
+            # what Prefect's event cards show for it
             "prefect.resource.id": f"opsflow.alert.{alert['fingerprint']}",
-            "prefect.resource.name": alert["labels"].get("alertname") or alert["title"],
+            "prefect.resource.name": alert_name(alert),
+            "opsflow.alert.status": status,
+            "opsflow.alert.severity": str(alert["severity"]),
+            "opsflow.definition": definition,
         },
         related=related,
         payload={
