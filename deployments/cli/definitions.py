@@ -27,9 +27,12 @@ def list_command() -> None:
 
 def describe(name: Annotated[str, typer.Argument(help="Definition name or path.")]) -> None:
     """Show a definition's nodes, graph and the settings it needs (values never shown)."""
+    from flows.definition_source import definition_source
     from flows.render import describe_lines
 
-    typer.echo("\n".join(describe_lines(load_or_exit(name))))
+    lines = describe_lines(load_or_exit(name))
+    lines.insert(2, f"Runs from: {definition_source(name).line()}")
+    typer.echo("\n".join(lines))
 
 
 def validate(
