@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from nodes.base import is_secret_setting
 from nodes.errors import UsageError
+
+if TYPE_CHECKING:
+    from flows.definition import Pipeline
 
 __all__ = [
     "PARAMETER_NAME",
@@ -25,6 +28,7 @@ __all__ = [
     "ParameterName",
     "deployment_parameter_schema",
     "parameter_lines",
+    "parameters_for",
     "payload_schema",
     "resolve_parameters",
     "value_problems",
@@ -147,8 +151,9 @@ def _fits_type(kind: str, value: Any) -> bool:
         return isinstance(value, str)
     if kind == "boolean":
         return isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "integer":  # 4.0 is an integer in JSON Schema, as Prefect's form and API check it
+        whole = isinstance(value, float) and value.is_integer()
+        return whole or (isinstance(value, int) and not isinstance(value, bool))
     if kind == "number":
         number = isinstance(value, int | float) and not isinstance(value, bool)
         return number and math.isfinite(value)
@@ -197,27 +202,34 @@ def resolve_parameters(
     Raises ParameterError naming every missing or wrong value at once. An optional
     parameter with no default and no value is null. Keys the parameters do not name stay
     in the payload, unchecked (an alert payload carries many). `strict=False` never
-    raises: a wrong or missing value is left out (for a hook reporting a run that failed so).
+    raises: a wrong or missing value is its default, or null (so a hook telling of a run that
+    failed on its payload still renders its templates).
     """
     payload = payload or {}
     values: dict[str, Any] = {}
     problems: list[str] = []
     for name, spec in parameters.items():
         value = payload.get(name)
-        if value is None:
-            if spec.required:
-                problems.append(f"payload.{name}: missing (a required parameter)")
-                continue
-            values[name] = spec.default
-            continue
-        found = value_problems(spec, value, f"payload.{name}")
-        if found:
-            problems.extend(found)
-        else:
-            values[name] = value
+        found = value_problems(spec, value, f"payload.{name}") if value is not None else []
+        if value is None and spec.required:
+            found = [f"payload.{name}: missing (a required parameter)"]
+        problems.extend(found)
+        if spec.type == "integer" and isinstance(value, float) and not found:
+            value = int(value)
+        values[name] = spec.default if value is None or found else value
     if problems and strict:
         raise ParameterError(definition, problems)
     return values
+
+
+def parameters_for(
+    pipeline: Pipeline, payload: Mapping[str, Any] | None, *, strict: bool = True
+) -> dict[str, Any]:
+    """`params` of a run of `pipeline`: the flow calls this before any node runs (ParameterError
+    names every problem); a hook or `run-stage` passes `strict=False` to show what it can."""
+    return resolve_parameters(
+        pipeline.definition.parameters, payload, definition=pipeline.name, strict=strict
+    )
 
 
 def payload_schema(parameters: Mapping[str, Parameter], position: int = 1) -> dict[str, Any]:
