@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from nodes.base import is_secret_setting
 from nodes.errors import UsageError
@@ -26,6 +26,7 @@ __all__ = [
     "Parameter",
     "ParameterError",
     "ParameterName",
+    "Number",
     "deployment_parameter_schema",
     "parameter_lines",
     "parameters_for",
@@ -37,6 +38,8 @@ __all__ = [
 PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # `params.<name>` in JMESPath and Jinja: a name is an identifier
 ParameterName = Annotated[str, StringConstraints(pattern=PARAMETER_NAME, max_length=64)]
+# a JSON number: an int stays an int (`16`, not `16.0`, in messages and schemas); one error, not two
+Number = Annotated[float, AfterValidator(lambda v: int(v) if v.is_integer() else v)]
 ParameterType = Literal["string", "integer", "number", "boolean", "array", "object"]
 _NUMERIC = ("integer", "number")
 _ENUMERABLE = ("string", "integer", "number")
@@ -60,8 +63,8 @@ class Items(BaseModel):
 
     type: ParameterType = Field(description="The element type.")
     enum: list[Any] | None = Field(default=None, min_length=1, description="The values allowed.")
-    minimum: int | float | None = Field(default=None, description="Smallest value (numbers).")
-    maximum: int | float | None = Field(default=None, description="Largest value (numbers).")
+    minimum: Number | None = Field(default=None, description="Smallest value (numbers).")
+    maximum: Number | None = Field(default=None, description="Largest value (numbers).")
 
     @model_validator(mode="after")
     def _consistent(self) -> Items:
@@ -81,8 +84,8 @@ class Parameter(BaseModel):
     enum: list[Any] | None = Field(
         default=None, min_length=1, description="The values allowed (string, integer, number)."
     )
-    minimum: int | float | None = Field(default=None, description="Smallest value (integer, number).")
-    maximum: int | float | None = Field(default=None, description="Largest value (integer, number).")
+    minimum: Number | None = Field(default=None, description="Smallest value (integer, number).")
+    maximum: Number | None = Field(default=None, description="Largest value (integer, number).")
     items: Items | None = Field(default=None, description="For an array: what each element must be.")
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from flows.parameters import Parameter, ParameterError, resolve_parameters
+from flows.parameters import Number, Parameter, ParameterError, resolve_parameters
 
 __all__ = [
     "CronTrigger",
@@ -70,7 +70,7 @@ class IntervalTrigger(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    interval_seconds: int | float = Field(ge=1, le=366 * 86400, description="Seconds between runs.")
+    interval_seconds: Number = Field(ge=1, le=366 * 86400, description="Seconds between runs.")
     parameters: dict[str, Any] = Field(default_factory=dict, description=_PAYLOAD_HELP)
 
 
