@@ -83,9 +83,10 @@ async def runner_deployment(pipeline: Pipeline):
         schedules=schedules,
         triggers=[adapter.validate_python(t) for t in spec.get("triggers", [])],
     )
-    flow_schema = deployment._parameter_openapi_schema.model_dump()
-    typed = deployment_parameter_schema(flow_schema, pipeline.definition.parameters)
-    deployment._parameter_openapi_schema = ParameterSchema(**typed)
+    if pipeline.definition.parameters:  # else the flow's own schema, as `prefect deploy` registers it
+        flow_schema = deployment._parameter_openapi_schema.model_dump(exclude_unset=True)
+        typed = deployment_parameter_schema(flow_schema, pipeline.definition.parameters)
+        deployment._parameter_openapi_schema = ParameterSchema(**typed)
     return deployment
 
 
