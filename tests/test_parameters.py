@@ -8,6 +8,9 @@ import copy
 
 import jsonschema
 import pytest
+from fuzz_settings import FEW
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flows.definition import validate
 from flows.parameters import (
@@ -285,3 +288,60 @@ def test_a_command_node_never_lets_a_template_choose_its_program():
     assert any("command[0] must be written out" in p for p in problems(raw))
     command["config"] = {"command": ["./build.sh", "{{ params.target }}"], "env": {"PATH": "${BUILD_PATH}"}}
     validate(raw)  # the operator's environment is no payload
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-50, 50)
+    | st.floats(-50, 50, allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+SMALL = (
+    st.integers(-6, 6) | st.floats(-6, 6, allow_nan=False) | st.sampled_from(["", "a", "b"]) | st.booleans()
+)
+SPEC = st.fixed_dictionaries(
+    {"type": st.sampled_from(["string", "integer", "number", "boolean", "array", "object"])},
+    optional={
+        "required": st.booleans(),
+        "default": SMALL | JSON,
+        "enum": st.lists(SMALL, min_size=1, max_size=3),
+        "minimum": st.integers(-5, 5),
+        "maximum": st.integers(-5, 5),
+        "items": st.fixed_dictionaries(
+            {"type": st.sampled_from(["string", "integer", "number"])},
+            optional={"minimum": st.integers(-3, 3)},
+        ),
+        "description": st.text(max_size=5),
+    },
+)
+NAMES = st.sampled_from(["a", "b", "c", "bad-name"])
+BLOCKS = st.dictionaries(NAMES, SPEC, max_size=3) | st.dictionaries(st.text(max_size=6), JSON, max_size=2)
+PAYLOADS = st.dictionaries(NAMES | st.just("z"), SMALL | JSON | st.lists(SMALL, max_size=3), max_size=4)
+
+
+@FEW
+@given(
+    st.dictionaries(st.text(max_size=6), SPEC | JSON, max_size=4),
+    st.dictionaries(st.text(max_size=6), JSON, max_size=5),
+)
+def test_any_block_and_payload_get_an_answer_and_the_schema_agrees_with_the_flow(block, payload):
+    try:
+        parameters = validate(definition(block)).definition.parameters
+    except DefinitionError as exc:
+        assert exc.problems and all(isinstance(p, str) for p in exc.problems)
+        return
+    schema = payload_schema(parameters)
+    try:
+        values = resolve_parameters(parameters, payload)
+        flow_ok = True
+    except ParameterError as exc:
+        assert exc.problems
+        flow_ok = False
+    else:
+        assert set(values) == set(parameters)
+    # null means "not given" to the flow; JSON Schema would check it as a value
+    given = {k: v for k, v in payload.items() if v is not None}
+    assert jsonschema.Draft202012Validator(schema).is_valid(given) == flow_ok, (block, payload)

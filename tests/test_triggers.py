@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fuzz_settings import FEW
+from hypothesis import given
+from hypothesis import strategies as st
 
 from deployments.specs import deployment_spec, deployment_specs, prefect_yaml
 from flows.definition import PROJECT_DEFINITIONS, load_definition, validate
@@ -277,3 +280,37 @@ def test_pipeline_deployments_prints_it_without_importing_prefect(tmp_path):
     )
     assert bad.returncode == 2 and bad.stdout == ""
     assert "bad.json: triggers[0].cron: 'never'" in bad.stderr, bad.stderr
+
+
+CRON_TEXT = st.text(alphabet="0123456789*/-, @LWH#?abcdefghijklmnopqrstuvwxyz", max_size=24)
+TRIGGER = st.fixed_dictionaries(
+    {},
+    optional={
+        "cron": CRON_TEXT | st.integers(),
+        "timezone": st.sampled_from(["UTC", "Europe/Berlin", "Nowhere/City", ""]) | st.integers(),
+        "interval_seconds": st.integers(-5, 10**9) | st.floats(allow_nan=True) | st.text(max_size=3),
+        "event": st.text(max_size=12) | st.none(),
+        "match": st.dictionaries(st.text(max_size=4), st.text(max_size=4) | st.integers(), max_size=2),
+        "parameters": st.dictionaries(
+            st.sampled_from(["a", "b"]), st.integers() | st.text(max_size=12), max_size=2
+        ),
+        "webhook": st.just({}) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=1),
+    },
+)
+
+
+@FEW
+@given(st.lists(TRIGGER | st.integers() | st.text(max_size=4), max_size=4))
+def test_any_triggers_get_an_answer(triggers):
+    try:
+        pipeline = validate(definition(triggers, {"a": {"type": "integer", "required": True}}))
+    except DefinitionError as exc:
+        assert exc.problems and all(p.startswith("triggers[") for p in exc.problems), exc.problems
+        return
+    schedule_specs(pipeline.definition.triggers)
+    event_trigger_specs("timed", pipeline.definition.triggers)
+    for trigger in pipeline.definition.triggers:
+        if isinstance(trigger, CronTrigger):
+            from prefect.client.schemas.schedules import CronSchedule
+
+            CronSchedule(cron=trigger.cron, timezone=trigger.timezone)  # what passes here, Prefect takes
