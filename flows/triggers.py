@@ -248,16 +248,17 @@ def schedule_specs(triggers: Sequence[Any]) -> list[dict[str, Any]]:
     """The schedules, as prefect.yaml's `schedules:` entries (runs they make say `source: schedule`)."""
     specs: list[dict[str, Any]] = []
     for trigger in triggers:
-        parameters: dict[str, Any] = {"source": SCHEDULE_SOURCE}
-        if isinstance(trigger, CronTrigger | IntervalTrigger) and trigger.parameters:
-            parameters["payload"] = trigger.parameters
+        spec: dict[str, Any]
         if isinstance(trigger, CronTrigger):
-            specs.append({"cron": trigger.cron, "timezone": trigger.timezone, "active": True})
+            spec = {"cron": trigger.cron, "timezone": trigger.timezone, "active": True}
         elif isinstance(trigger, IntervalTrigger):
-            specs.append({"interval": trigger.interval_seconds, "active": True})
+            spec = {"interval": trigger.interval_seconds, "active": True}
         else:
             continue
-        specs[-1]["parameters"] = parameters
+        parameters: dict[str, Any] = {"source": SCHEDULE_SOURCE}
+        if trigger.parameters:
+            parameters["payload"] = trigger.parameters
+        specs.append({**spec, "parameters": parameters})
     return specs
 
 
