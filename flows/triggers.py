@@ -86,7 +86,8 @@ class EventTrigger(BaseModel):
     )
     match: dict[str, str | list[str]] = Field(
         default_factory=dict,
-        description='Labels of the event\'s resource, each a value or a glob (`{"alertname": "Disk*"}`).',
+        description="Labels of the event's resource, each a value or a glob: "
+        '`{"prefect.resource.name": "Disk*"}` (the alertname, in the receiver\'s alert events).',
     )
     parameters: dict[str, Any] = Field(
         default_factory=dict,
