@@ -45,7 +45,6 @@ def emit(env: dict[str, str], alertname: str) -> None:
     resource = {
         "prefect.resource.id": f"opsflow.alert.fp{uuid.uuid4().hex[:12]}",
         "prefect.resource.name": alertname,
-        "alertname": alertname,
     }
     code = (
         "import json, sys\n"
@@ -82,7 +81,7 @@ def test_a_matching_event_starts_a_run_that_pipeline_serve_completes(
         "triggers": [
             {
                 "event": "opsflow.alert.firing",
-                "match": {"alertname": "Disk*"},
+                "match": {"prefect.resource.name": "Disk*"},  # the alertname, as the receiver names it
                 "parameters": {"alertname": "{{ event.resource.name }}"},
             }
         ],
