@@ -4,7 +4,9 @@ Prefect's own `serve` starts a fresh Python process for each flow run (about 3 s
 before the first node runs). An alert should reach the on-call engineer in about a
 second, so this server claims its deployments' scheduled runs the way a runner does
 (proposing Pending, which only one claimer can win) and runs them concurrently in
-its own event loop. Schedules come from `prefect.yaml`, the one place they are kept.
+its own event loop. Each deployment is registered as prefect.yaml declares it, both made
+from the definition (deployments.specs): schedules, event triggers, parameters, and the
+definition's typed parameters as the schema of `payload` in the UI's run form.
 """
 
 from __future__ import annotations
@@ -14,16 +16,13 @@ import contextlib
 import functools
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 from uuid import UUID
 
-from flows.definition import PROJECT_DEFINITIONS, list_definitions, load_definition
+from flows.definition import Pipeline, list_definitions, load_definition
 from nodes.errors import DefinitionError
 
-__all__ = ["PipelineServer", "register_deployments", "run_receiver", "schedules", "serve"]
+__all__ = ["PipelineServer", "register_deployments", "run_receiver", "runner_deployment", "serve"]
 
-PREFECT_YAML = PROJECT_DEFINITIONS.parent / "prefect.yaml"
 CANCEL_CHECK_SECONDS = 2.0
 # how often runs marked Crashed (their process died) are looked for, to send their on_failure
 CRASH_CHECK_SECONDS = 10.0
@@ -34,33 +33,12 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 log = logging.getLogger("opsflow.serve")
 
 
-def schedules(path: Path = PREFECT_YAML) -> dict[str, list[dict[str, Any]]]:
-    """Deployment name → its schedules (cron, timezone), as prefect.yaml declares them."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    found = {}
-    for deployment in data.get("deployments") or []:
-        entries = [s for s in deployment.get("schedules") or [] if s.get("cron") and s.get("active", True)]
-        if entries:
-            found[deployment["name"]] = entries
-    return found
-
-
 async def register_deployments(names: list[str] | None = None) -> dict[UUID, str]:
     """Create or update `run-pipeline/<name>` for every valid definition; id → name.
 
     An invalid definition is reported and left out, so one bad file does not stop the
     others from being served.
     """
-    from prefect.client.schemas.schedules import CronSchedule
-
-    from flows.pipeline import run_pipeline
-
-    crons = schedules()
     registered: dict[UUID, str] = {}
     for path in list_definitions():
         try:
@@ -70,17 +48,46 @@ async def register_deployments(names: list[str] | None = None) -> dict[UUID, str
             continue
         if names and pipeline.name not in names:
             continue
-        deployment = await run_pipeline.to_deployment(
-            name=pipeline.name,
-            parameters={"definition": pipeline.name},
-            description=pipeline.description,
-            schedules=[
-                CronSchedule(cron=entry["cron"], timezone=entry.get("timezone", "UTC"))
-                for entry in crons.get(pipeline.name, [])
-            ],
-        )
+        deployment = await runner_deployment(pipeline)
         registered[await deployment.apply()] = pipeline.name
     return registered
+
+
+async def runner_deployment(pipeline: Pipeline):
+    """The deployment prefect.yaml declares for `pipeline` (deployments.specs), as a RunnerDeployment.
+
+    The run form's `payload` is typed by the definition's parameters; Prefect enforces the
+    schema when a run is created (its API answers 409 to a payload that does not fit).
+    """
+    from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+    from prefect.schedules import Cron, Interval
+    from prefect.utilities.callables import ParameterSchema
+    from pydantic import TypeAdapter
+
+    from deployments.specs import deployment_spec
+    from flows.parameters import deployment_parameter_schema
+    from flows.pipeline import run_pipeline
+
+    spec = deployment_spec(pipeline)
+    schedules = [
+        Cron(s["cron"], timezone=s["timezone"], active=s["active"], parameters=s["parameters"])
+        if "cron" in s
+        else Interval(s["interval"], active=s["active"], parameters=s["parameters"])
+        for s in spec.get("schedules", [])
+    ]
+    adapter: TypeAdapter = TypeAdapter(DeploymentTriggerTypes)
+    deployment = await run_pipeline.to_deployment(
+        name=spec["name"],
+        parameters=spec["parameters"],
+        description=spec.get("description"),
+        schedules=schedules,
+        triggers=[adapter.validate_python(t) for t in spec.get("triggers", [])],
+    )
+    if pipeline.definition.parameters:  # else the flow's own schema, as `prefect deploy` registers it
+        flow_schema = deployment._parameter_openapi_schema.model_dump(exclude_unset=True)
+        typed = deployment_parameter_schema(flow_schema, pipeline.definition.parameters)
+        deployment._parameter_openapi_schema = ParameterSchema(**typed)
+    return deployment
 
 
 class PipelineServer:

@@ -8,6 +8,7 @@ meant, and URL fields that are not http(s). Each problem is one line naming the 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,8 +37,10 @@ def _unknown_node(node_id: str, ids: set[str]) -> str:
     return f"names node {node_id!r}, which is not a node of this definition{hint}"
 
 
-def expression_problems(expression: str, ids: set[str] | None, syntax: bool = True) -> list[str]:
-    """What is wrong with a JMESPath expression; `ids` None skips the node-id check.
+def expression_problems(
+    expression: str, ids: set[str] | None, syntax: bool = True, params: set[str] | None = None
+) -> list[str]:
+    """What is wrong with a JMESPath expression; `ids` (`params`) None skips the node-id (parameter) check.
 
     `syntax=False` leaves a compile error to the config model, which reports it itself.
     """
@@ -60,14 +63,23 @@ def expression_problems(expression: str, ids: set[str] | None, syntax: bool = Tr
                 f"JMESPath {expression!r}: `!` binds tighter than `.`, so it negates only the first "
                 f"name: write !({meant}) to negate {meant}"
             )
-        elif ids is not None and kind == "subexpression" and len(children) >= 2:
+        elif kind == "subexpression" and len(children) >= 2:
             first, second = children[0], children[1]
-            if (first.get("type"), first.get("value")) == ("field", "nodes") and second.get(
-                "type"
-            ) == "field":
-                if second.get("value") not in ids:
-                    problems.append(f"JMESPath {expression!r} {_unknown_node(second['value'], ids)}")
+            if first.get("type") != "field" or second.get("type") != "field":
+                continue
+            if first.get("value") == "nodes" and ids is not None and second.get("value") not in ids:
+                problems.append(f"JMESPath {expression!r} {_unknown_node(second['value'], ids)}")
+            elif first.get("value") == "params" and params is not None and second.get("value") not in params:
+                problems.append(f"JMESPath {expression!r} {_unknown_parameter(second['value'], params)}")
     return list(dict.fromkeys(problems))
+
+
+def _unknown_parameter(name: str, params: set[str]) -> str:
+    if not params:
+        return f"reads params.{name}, but the definition declares no parameters"
+    close = difflib.get_close_matches(name, sorted(params), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"reads params.{name}, which is not a parameter of this definition{hint}"
 
 
 def _dotted(parts: list[dict[str, Any]]) -> str | None:
@@ -86,51 +98,66 @@ def _walk_ast(node: Any) -> Iterator[dict[str, Any]]:
             stack.extend(current.get("children") or [])
 
 
-def template_problems(text: str, ids: set[str] | None) -> list[str]:
-    """Syntax errors and unknown filters, and `nodes.<id>` naming no node."""
+def template_problems(text: str, ids: set[str] | None, params: set[str] | None = None) -> list[str]:
+    """Syntax errors and unknown filters, `nodes.<id>` naming no node and `params.<name>` no parameter."""
     problem = check_template(text)
     if problem:
         return [problem]
-    if ids is None:
+    if ids is None and params is None:
         return []
     from jinja2 import nodes as jinja_nodes
 
     problems = []
     for item in template_ast(text).find_all((jinja_nodes.Getattr, jinja_nodes.Getitem)):
         parent = item.node
-        if not (isinstance(parent, jinja_nodes.Name) and parent.name == "nodes"):
+        if not isinstance(parent, jinja_nodes.Name) or parent.name not in ("nodes", "params"):
             continue
-        if isinstance(item, jinja_nodes.Getattr):
-            if item.attr in _DICT_METHODS:  # `nodes.items()` walks the outputs
-                continue
-            name = item.attr
-        elif isinstance(item.arg, jinja_nodes.Const) and isinstance(item.arg.value, str):
-            name = item.arg.value
-        else:
+        name = _attribute(item)
+        if name is None:
             continue
-        if name not in ids:
+        if parent.name == "params" and params is not None and name not in params:
+            problems.append(f"template {_unknown_parameter(name, params)}")
+        elif parent.name == "nodes" and ids is not None and name not in ids:
             problems.append(f"template {_unknown_node(name, ids)}")
     return list(dict.fromkeys(problems))
 
 
-def config_problems(node_type: str, config: dict[str, Any], ids: set[str] | None) -> list[str]:
-    """Every template, expression, node reference and URL problem in one node's config."""
+def _attribute(item: Any) -> str | None:
+    """The name `x.name` or `x['name']` reads (None for a computed key, or a dict method:
+    `nodes.items()` walks the outputs)."""
+    from jinja2 import nodes as jinja_nodes
+
+    if isinstance(item, jinja_nodes.Getattr):
+        return None if item.attr in _DICT_METHODS else item.attr
+    if isinstance(item.arg, jinja_nodes.Const) and isinstance(item.arg.value, str):
+        return item.arg.value
+    return None
+
+
+def config_problems(
+    node_type: str, config: dict[str, Any], ids: set[str] | None, params: set[str] | None = None
+) -> list[str]:
+    """Every template, expression, node or parameter reference and URL problem in one node's config."""
     problems: list[str] = []
     for path, key, value in _strings(config, "config"):
         if "{{" in value or "{%" in value:
-            problems.extend(f"{path}: {p}" for p in template_problems(value, ids))
+            problems.extend(f"{path}: {p}" for p in template_problems(value, ids, params))
         if key in HTTP_URL_FIELDS and not has_dynamic(value):
             problem = _url_problem(value)
             if problem:
                 problems.append(f"{path}: {problem}")
     for key in _EXPRESSION_KEYS.get(node_type, ()):
         if isinstance(config.get(key), str):
-            problems.extend(f"config.{key}: {p}" for p in expression_problems(config[key], ids, False))
+            problems.extend(
+                f"config.{key}: {p}" for p in expression_problems(config[key], ids, False, params)
+            )
     if node_type == "transform":
         mapping = config.get("mapping")
         for name, expr in mapping.items() if isinstance(mapping, dict) else ():
             if isinstance(expr, str):
-                problems.extend(f"config.mapping.{name}: {p}" for p in expression_problems(expr, ids, False))
+                problems.extend(
+                    f"config.mapping.{name}: {p}" for p in expression_problems(expr, ids, False, params)
+                )
         source = config.get("source_node")
         if ids is not None and isinstance(source, str) and not has_dynamic(source) and source not in ids:
             problems.append(f"config.source_node: {_unknown_node(source, ids)}")
@@ -140,8 +167,46 @@ def config_problems(node_type: str, config: dict[str, Any], ids: set[str] | None
             metric = check.get("metric") if isinstance(check, dict) else None
             if isinstance(metric, str):
                 where = f"config.checks[{index}].metric"
-                problems.extend(f"{where}: {p}" for p in expression_problems(metric, ids, False))
+                problems.extend(f"{where}: {p}" for p in expression_problems(metric, ids, False, params))
+    if node_type == "command":
+        problems.extend(_program_choice_problems(config))
     return problems
+
+
+# variables that decide which program or code a process runs: a template (payload or parameter
+# text) must not set them, or the payload would choose the executable `command[0]` keeps written
+_LOADER_VARIABLES = re.compile(
+    r"^(PATH|LD_\w+|DYLD_\w+|PYTHON\w*|NODE_OPTIONS|NODE_PATH|PERL5?LIB|PERL5OPT|RUBYOPT|RUBYLIB"
+    r"|BASH_ENV|ENV|SHELLOPTS|IFS|GCONV_PATH)$"
+)
+
+
+def _program_choice_problems(config: dict[str, Any]) -> list[str]:
+    """A `command` node's `cwd` and loader variables are written out: the payload never picks the program."""
+    problems = []
+    cwd = config.get("cwd")
+    if isinstance(cwd, str) and _templated(cwd):
+        problems.append(
+            "config.cwd: no {{ }} templates: the working directory decides which program a relative "
+            "command[0] names, and the payload never chooses the program"
+        )
+    env = config.get("env")
+    for name, value in env.items() if isinstance(env, dict) else ():
+        if (
+            isinstance(name, str)
+            and _LOADER_VARIABLES.match(name)
+            and isinstance(value, str)
+            and _templated(value)
+        ):
+            problems.append(
+                f"config.env.{name}: no {{{{ }}}} templates: {name} decides which program or code runs, "
+                "and the payload never chooses it"
+            )
+    return problems
+
+
+def _templated(value: str) -> bool:
+    return "{{" in value or "{%" in value
 
 
 def _url_problem(value: str) -> str | None:

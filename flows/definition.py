@@ -17,6 +17,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.limits import MAX_DEFINITION_BYTES, LimitError, check_depth, read_limited
+from flows.parameters import Parameter, ParameterName
+from flows.triggers import Trigger
 from nodes import NODE_TYPES
 from nodes.errors import DefinitionError
 from nodes.templating import has_dynamic, referenced_names
@@ -115,6 +117,14 @@ class Definition(BaseModel):
     )
     on_failure: list[dict[str, Any]] = Field(
         default_factory=list, description="Notify configs sent when a run fails or crashes."
+    )
+    parameters: dict[ParameterName, Parameter] = Field(
+        default_factory=dict,
+        description="Typed inputs, read from the payload before any node runs; `params.<name>` in templates.",
+    )
+    triggers: list[Trigger] = Field(
+        default_factory=list,
+        description="What starts runs besides a person: cron, interval_seconds, an event, the webhook.",
     )
 
     def policies(self) -> dict[str, list[dict[str, Any]]]:

@@ -40,6 +40,8 @@ def definition_schema() -> dict[str, Any]:
             schema["$defs"][key] = _rebase_refs(schema["$defs"][key], key.split(".", 1)[0])
     node["allOf"] = rules
     _describe_drivers(schema["$defs"])
+    # a name the pattern refuses is an error, not an unchecked extra key
+    schema["properties"]["parameters"]["additionalProperties"] = False
     for policy in ("on_start", "on_success", "on_failure"):  # each is a notify config
         schema["properties"][policy]["items"] = {"$ref": "#/$defs/notify.Config"}
     return schema

@@ -17,6 +17,7 @@ from flows.checks import config_problems, expression_problems
 from flows.definition import SCHEMA_VERSION, Definition, Node, Pipeline, canonical_hash, definition_directory
 from flows.graph import edges, order_problems
 from flows.limits import MAX_NODES, LimitError, check_value_depth
+from flows.triggers import trigger_problems
 from nodes import get_node_type
 from nodes.errors import DefinitionError
 from nodes.runtime import format_validation_error
@@ -46,13 +47,15 @@ def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: st
     # a definition that names no file (inline, sent over HTTP) gets no file read for it
     directory = definition_directory(source)
     context = {"definition_dir": directory} if directory else None
+    params = _raw_parameter_names(raw)
     for node in nodes:
-        problems.extend(_node_problems(node, ids, context))
+        problems.extend(_node_problems(node, ids, context, params))
     for policy, configs in _policies(raw).items():
         for index, config in enumerate(configs):
-            problems.extend(_policy_problems(f"{policy}[{index}]", config, ids))
+            problems.extend(_policy_problems(f"{policy}[{index}]", config, ids, params))
     if definition is None or not complete:
         raise DefinitionError(list(dict.fromkeys(problems)))
+    problems.extend(trigger_problems(definition.triggers, definition.parameters))
     successors, graph_problems = edges(definition, seen)
     problems.extend(graph_problems)
     pipeline = Pipeline(
@@ -114,6 +117,12 @@ def _raw_ids(raw: dict[str, Any]) -> set[str]:
     )
 
 
+def _raw_parameter_names(raw: dict[str, Any]) -> set[str] | None:
+    """The declared parameter names (even when the block has errors); None when it is no object."""
+    block = raw.get("parameters", {})
+    return {str(name) for name in block} if isinstance(block, dict) else None
+
+
 def _policies(raw: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     found = {}
     for key in ("on_start", "on_success", "on_failure"):
@@ -138,10 +147,35 @@ def _structure_problems(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: {field_path + ': ' if field_path else ''}{err['msg']}")
         elif loc == ["version"] and err["type"] == "missing":
             problems.append('version: missing (add "version": "1.0")')
+        elif len(loc) >= 2 and loc[0] == "parameters":
+            problems.append(_parameter_problem(loc, err))
+        elif len(loc) >= 2 and loc[0] == "triggers" and isinstance(loc[1], int):
+            # the tagged union puts the trigger's kind into the path: `triggers.0.cron.timezone`
+            rest = loc[3:] if len(loc) > 2 and loc[2] in _TRIGGER_KINDS else loc[2:]
+            field_path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
+            problems.append(f"triggers[{loc[1]}]{field_path}: {_message(err)}")
         else:
             path = ".".join(str(p) for p in loc) or "definition"
             problems.append(f"{path}: {err['msg']}")
     return problems
+
+
+_TRIGGER_KINDS = frozenset({"cron", "interval_seconds", "event", "webhook"})
+
+
+def _message(err: ErrorDetails) -> str:
+    return err["msg"].removeprefix("Value error, ")
+
+
+def _parameter_problem(loc: list[Any], err: ErrorDetails) -> str:
+    """`parameter 'workers': default: 20 is over the maximum 16`, naming the parameter first."""
+    if loc[-1] == "[key]":
+        return (
+            f"parameter {str(loc[1])[:64]!r}: a name is letters, digits and _, not starting with a digit, "
+            "at most 64 characters (templates read it as params.<name>)"
+        )
+    field_path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[2:]).lstrip(".")
+    return f"parameter {str(loc[1])!r}: {field_path + ': ' if field_path else ''}{_message(err)}"
 
 
 def _as_init(error: ErrorDetails) -> InitErrorDetails:
@@ -152,7 +186,12 @@ def _as_init(error: ErrorDetails) -> InitErrorDetails:
     return details
 
 
-def _node_problems(node: Node, ids: set[str] | None, context: dict[str, Any] | None = None) -> list[str]:
+def _node_problems(
+    node: Node,
+    ids: set[str] | None,
+    context: dict[str, Any] | None = None,
+    params: set[str] | None = None,
+) -> list[str]:
     where = f"node {node.id!r}"
     problems: list[str] = []
     try:
@@ -168,16 +207,16 @@ def _node_problems(node: Node, ids: set[str] | None, context: dict[str, Any] | N
         if errors:
             lines = format_validation_error(ValidationError.from_exception_data(exc.title, errors))
             problems.extend(f"{where}: {line}" for line in lines)
-    problems.extend(f"{where}: {p}" for p in config_problems(node.type, node.config, ids))
+    problems.extend(f"{where}: {p}" for p in config_problems(node.type, node.config, ids, params))
     if node.when is not None:
-        problems.extend(f"{where}: when: {p}" for p in expression_problems(node.when, ids))
+        problems.extend(f"{where}: when: {p}" for p in expression_problems(node.when, ids, True, params))
     return problems
 
 
-def _policy_problems(where: str, config: dict[str, Any], ids: set[str]) -> list[str]:
+def _policy_problems(where: str, config: dict[str, Any], ids: set[str], params: set[str] | None) -> list[str]:
     """A pipeline-level notification is a notify node config: validate it as one."""
     probe = Node(id="policy", type="notify", config=config)
-    return [p.replace("node 'policy'", where, 1) for p in _node_problems(probe, ids)]
+    return [p.replace("node 'policy'", where, 1) for p in _node_problems(probe, ids, None, params)]
 
 
 def _is_dynamic_input(value: Any) -> bool:

@@ -214,7 +214,8 @@ class NodeContext:
     """The run as a node sees it.
 
     `nodes` maps earlier node ids to their outputs; `incident` is set once an ingest
-    node ran. `secret_lookup` resolves `${secret:NAME}` (the flow passes Prefect's
+    node ran; `params` holds the definition's typed parameters, checked and defaulted.
+    `secret_lookup` resolves `${secret:NAME}` (the flow passes Prefect's
     Secret block; nodes never import Prefect). `secrets` collects every resolved
     secret value so results, logs and errors can be scrubbed.
     """
@@ -222,6 +223,7 @@ class NodeContext:
     run: RunInfo
     node_id: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     # the raw webhook request when the receiver started the run ({"headers", "raw_body"}),
     # for a format that verifies a signature; never part of the payload or the templates
     http: dict[str, Any] | None = None
@@ -267,6 +269,7 @@ class NodeContext:
         """The run context that `when`, JMESPath and `{{ }}` templates see."""
         return {
             "payload": self.payload,
+            "params": self.params,
             "nodes": self.nodes,
             "incident": self.incident,
             "run": self.run.as_dict(),
@@ -278,6 +281,7 @@ class NodeContext:
             run=self.run,
             node_id=node_id,
             payload=self.payload,
+            params=self.params,
             http=self.http,
             nodes=self.nodes,
             incident=self.incident,

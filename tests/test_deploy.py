@@ -143,6 +143,7 @@ def test_prefect_yaml_deploys_and_a_worker_runs_it(real_server, httpserver: HTTP
             completed = completed_runs_once_settled(client, deployment.id)
         assert flow_run.state.is_completed(), (flow_run.state, (tmp_path / "worker.log").read_text()[-3000:])
         assert [s.schedule.cron for s in deployment.schedules] == ["*/5 * * * *"]
+        assert deployment.schedules[0].parameters == {"source": "schedule"}  # generated from the definition
         # the scheduler runs health-check on every 5-minute mark too: one notification per completed run
         assert flow_run.id in completed and len(httpserver.log) == len(completed)
     finally:

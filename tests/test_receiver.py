@@ -49,6 +49,14 @@ def unique(prefix: str = "Receiver") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
+def copy_shipped(shipped: str, directory: Path, name: str) -> Path:
+    """A shipped definition under another name (a webhook one, such as alert-triage, for the routes)."""
+    raw = json.loads((Path(__file__).resolve().parent.parent / "definitions" / f"{shipped}.json").read_text())
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps({**raw, "name": name}))
+    return path
+
+
 class ThreadedServer:
     """A uvicorn server for `app` in a thread, on a free loopback port."""
 
@@ -122,8 +130,8 @@ async def _deploy(names: list[str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def deployments(prefect_api) -> dict[str, str]:
-    """Deployments of the shipped alert-triage and health-check definitions: name → id."""
-    return asyncio.run(_deploy(["alert-triage", "health-check"]))
+    """Deployments of the shipped alert-triage, ai-triage and health-check definitions: name → id."""
+    return asyncio.run(_deploy(["alert-triage", "ai-triage", "health-check"]))
 
 
 @pytest.fixture(scope="module")
@@ -209,9 +217,9 @@ def test_a_new_status_or_a_new_episode_is_a_new_run(http, deployments):
     assert len({fired, resolved, refired["flow_run_id"]}) == 3
     assert len(runs_with_alertname(deployments["alert-triage"], name)) == 3
     # the same alert to another definition is that definition's run, not a duplicate
-    other = http.post("/pipeline", params={"definition": "health-check"}, json=alertmanager(name))
+    other = http.post("/pipeline", params={"definition": "ai-triage"}, json=alertmanager(name))
     assert other.status_code == 202 and other.json()["flow_run_id"] not in {fired, resolved}
-    assert read_run(other.json()["flow_run_id"]).deployment_id == uuid.UUID(deployments["health-check"])
+    assert read_run(other.json()["flow_run_id"]).deployment_id == uuid.UUID(deployments["ai-triage"])
 
 
 def test_an_unparseable_payload_is_still_accepted_and_deduplicated_by_its_body(http):
@@ -296,11 +304,11 @@ def test_execute_passes_every_field_to_the_run(http):
         "definition": "alert-triage"
     }
     # an explicit run without alerts is a new run each time, unless the caller gives a key
-    first = http.post("/definitions/health-check/execute", json={}).json()["flow_run_id"]
-    second = http.post("/definitions/health-check/execute", json={}).json()["flow_run_id"]
+    first = http.post("/definitions/ai-triage/execute", json={}).json()["flow_run_id"]
+    second = http.post("/definitions/ai-triage/execute", json={}).json()["flow_run_id"]
     assert first != second
     keyed = [
-        http.post("/definitions/health-check/execute", json={}, headers={"Idempotency-Key": "k-" + first})
+        http.post("/definitions/ai-triage/execute", json={}, headers={"Idempotency-Key": "k-" + first})
         for _ in range(2)
     ]
     assert keyed[0].json()["flow_run_id"] == keyed[1].json()["flow_run_id"] not in {first, second}
@@ -364,10 +372,7 @@ def test_bodies_over_one_mebibyte_are_refused_by_length_and_by_size(http):
 
 def test_a_definition_without_a_deployment_is_a_404_that_says_how_to_create_it(http, tmp_path, monkeypatch):
     name = unique("orphan-").lower()
-    shutil.copy(
-        Path(__file__).resolve().parent.parent / "definitions" / "health-check.json",
-        tmp_path / f"{name}.json",
-    )
+    copy_shipped("alert-triage", tmp_path, name)
     monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
     response = http.post("/pipeline", params={"definition": name}, json={"title": "x"})
     assert response.status_code == 404

@@ -46,6 +46,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS = ROOT / "definitions"
 # NAMES: what find_definition accepts
 NAMES = sorted(p.stem for p in DEFINITIONS.glob("*.json") if p.stem != "schema")
+# ... and of those, what the routes may run: a definition declaring a webhook trigger (else 403)
+WEBHOOK_NAMES = {
+    name
+    for name in NAMES
+    if {"webhook": {}} in json.loads((DEFINITIONS / f"{name}.json").read_text()).get("triggers", [])
+}
 INBOUND = sorted((ROOT / "tests" / "fixtures" / "inbound").glob("*.json"))
 MIB = MAX_BODY_BYTES
 
@@ -373,6 +379,8 @@ def expected_status(request: dict) -> int:
             return 400
     if route != "validate" and name not in NAMES:
         return 404
+    if route != "validate" and name not in WEBHOOK_NAMES:
+        return 403
     value = read_body(request, allow_empty=route == "validate")
     if isinstance(value, Refused):
         return int(value)

@@ -7,16 +7,14 @@ SQLite journal file, and the machine's PostgreSQL for receivers sharing one jour
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 from support.ports import free_port
-from test_receiver import Proxy, alertmanager, deployments, read_run, unique  # noqa: F401
+from test_receiver import Proxy, alertmanager, copy_shipped, deployments, read_run, unique  # noqa: F401
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -106,8 +104,7 @@ def test_a_run_prefect_refuses_is_kept_as_failed_with_prefects_reason(
     name = unique("undeployed-").lower()
     definitions = tmp_path / "definitions"
     definitions.mkdir()
-    shutil.copy(Path(__file__).resolve().parent.parent / "definitions" / "health-check.json", definitions)
-    (definitions / "health-check.json").rename(definitions / f"{name}.json")
+    copy_shipped("alert-triage", definitions, name)
     monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(definitions))
     with TestClient(create_app(timeout=60, journal=f"sqlite:///{tmp_path / 'j.db'}")) as client:
         accepted = client.post("/pipeline", params={"definition": name}, json=alertmanager(unique("Orphan")))

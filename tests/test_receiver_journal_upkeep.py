@@ -19,6 +19,7 @@ from test_receiver import (  # noqa: F401
     ThreadedServer,
     _deploy,
     alertmanager,
+    copy_shipped,
     deployments,
     free_port,
     unique,
@@ -35,7 +36,7 @@ def undeployed(tmp_path, monkeypatch) -> str:
     definitions = tmp_path / "definitions"
     definitions.mkdir()
     shipped = Path(__file__).resolve().parent.parent / "definitions"
-    shutil.copy(shipped / "health-check.json", definitions / f"{name}.json")
+    copy_shipped("alert-triage", definitions, name)
     shutil.copy(shipped / "alert-triage.json", definitions)
     monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(definitions))
     return name

@@ -53,8 +53,9 @@ def test_the_scheduler_creates_health_check_runs_and_pipeline_serve_completes_on
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
     definitions = tmp_path / "definitions"
     definitions.mkdir()
+    cron = {"cron": "*/5 * * * *", "timezone": "UTC"}  # the schedule is declared with the definition
     (definitions / "health-check.json").write_text(
-        json.dumps(sink_definition("health-check", httpserver.url_for("/hook")))
+        json.dumps({**sink_definition("health-check", httpserver.url_for("/hook")), "triggers": [cron]})
     )
     env = {
         **scheduling_server.env,
@@ -85,7 +86,8 @@ def test_the_scheduler_creates_health_check_runs_and_pipeline_serve_completes_on
             health_check = wait_for(
                 deployment, 120, "pipeline serve to register run-pipeline/health-check", every=0.5
             )
-            assert [s.schedule.cron for s in health_check.schedules] == ["*/5 * * * *"]  # from prefect.yaml
+            assert [s.schedule.cron for s in health_check.schedules] == ["*/5 * * * *"]
+            assert health_check.schedules[0].parameters == {"source": "schedule"}  # as prefect.yaml says
 
             def auto_scheduled():
                 return client.read_flow_runs(
@@ -97,6 +99,7 @@ def test_the_scheduler_creates_health_check_runs_and_pipeline_serve_completes_on
                 auto_scheduled, 60, "the scheduler to create runs from the cron schedule", every=0.5
             )
             assert all(run.state.is_scheduled() for run in upcoming)
+            assert all(run.parameters["source"] == "schedule" for run in upcoming)
 
             # as a user would in the UI: make it run every 3 s, then watch one scheduled run complete
             for schedule in health_check.schedules:

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from deployments.cli import definitions, doctor, operate, retry, run, serve
+from deployments.cli import definitions, deployments_yaml, doctor, operate, retry, run, serve
 from deployments.cli.common import VERBOSE_FLAGS, Exit, definition_message, verbose_requested
 from nodes.errors import DefinitionError
 
@@ -36,6 +36,7 @@ app.command()(operate.logs)
 app.command()(retry.retry)
 app.command()(serve.serve)
 app.command("receiver")(serve.receiver_command)
+app.command()(deployments_yaml.deployments)
 app.command()(operate.publish)
 app.command()(operate.pull)
 app.command()(operate.approve)

@@ -18,7 +18,14 @@ from pydantic import ValidationError
 
 from deployments.receiver.accept import accept
 from deployments.receiver.access import TOKEN_ENV
-from deployments.receiver.definitions import describe, describe_all, require_definition, validate_named
+from deployments.receiver.definitions import (
+    check_payload,
+    describe,
+    describe_all,
+    require_definition,
+    require_webhook,
+    validate_named,
+)
 from deployments.receiver.http import ReceiverError, first_error, kind_of, read_json
 from deployments.receiver.journal import EXPIRED
 from deployments.receiver.models import (
@@ -26,6 +33,7 @@ from deployments.receiver.models import (
     DEFINITION,
     Accepted,
     Delivery,
+    ErrorBody,
     ExecuteRequest,
     error_responses,
     json_body,
@@ -55,6 +63,12 @@ def authorize(request: Request, credentials: Credentials) -> None:
         raise ReceiverError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
 
+_FORBIDDEN = "The definition declares no webhook trigger: it cannot be run over HTTP."
+RUN_ERRORS = {
+    **error_responses(400, 401, 404, 413, 415, 502, 503),
+    403: {"model": ErrorBody, "description": _FORBIDDEN},
+}
+
 router = APIRouter()
 guarded = [Depends(authorize)]
 
@@ -64,7 +78,7 @@ guarded = [Depends(authorize)]
     summary="Accept an alert webhook: start a flow run of the definition's deployment",
     status_code=202,
     response_model=Accepted,
-    responses=error_responses(400, 401, 404, 413, 415, 502, 503),
+    responses=RUN_ERRORS,
     openapi_extra=json_body(ALERT),
     dependencies=guarded,
 )
@@ -72,10 +86,11 @@ async def receive_alert(
     request: Request,
     definition: Annotated[str, Query(description="Definition to run.", max_length=128)] = DEFAULT_DEFINITION,
 ) -> Accepted:
-    require_definition(definition)
+    pipeline = require_webhook(definition)
     body, payload = await read_json(request)
     if not isinstance(payload, dict):
         raise ReceiverError(400, f"the body must be a JSON object (an alert payload), got {kind_of(payload)}")
+    check_payload(pipeline, payload)
     payload.pop(HTTP_KEY, None)  # the raw request is the run's `http`, never something a sender sets
     extra: dict[str, Any] = {"source": "receiver"}
     signature = request.headers.get("x-pagerduty-signature")
@@ -90,12 +105,12 @@ async def receive_alert(
     summary="Run a definition with a payload, source, trace id, environment or incident",
     status_code=202,
     response_model=Accepted,
-    responses=error_responses(400, 401, 404, 413, 415, 502, 503),
+    responses=RUN_ERRORS,
     openapi_extra=json_body(ExecuteRequest.model_json_schema()),
     dependencies=guarded,
 )
 async def execute(request: Request, name: str) -> Accepted:
-    require_definition(name)
+    pipeline = require_webhook(name)
     body, data = await read_json(request)
     if not isinstance(data, dict):
         raise ReceiverError(400, f"the body must be a JSON object, got {kind_of(data)}")
@@ -103,6 +118,7 @@ async def execute(request: Request, name: str) -> Accepted:
         spec = ExecuteRequest.model_validate(data)
     except ValidationError as exc:
         raise ReceiverError(400, f"invalid execute request: {first_error(exc)}") from None
+    check_payload(pipeline, spec.payload)
     extra = spec.model_dump(exclude={"payload"}, exclude_none=True)
     return await accept(request, name, spec.payload, extra, always_key=False, size=len(body))
 
