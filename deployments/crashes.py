@@ -4,6 +4,11 @@ A killed worker (or `pipeline serve`) cannot report its runs; without this they 
 Running forever and nobody is told. Every flow run sends a heartbeat event every 30 s
 (flows.settings); the automation in deployments/crashed-runs.json marks a run Crashed
 when they stop. It needs the server's trigger services (on in `prefect server start`).
+
+On a SQLite-backed server those services can hold the database for up to a minute while
+they evaluate it (measured with bench/latency.py: one alert of 30 took 61 s to be accepted
+with the automation, none over 1.2 s without), so `OPSFLOW_CRASH_AUTOMATION=off` leaves it
+out; the embedded server needs none (it ends with the process that would have crashed).
 """
 
 from __future__ import annotations
@@ -13,12 +18,31 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AUTOMATION_FILE", "WITHIN_ENV", "crash_automation", "ensure_crash_automation"]
+__all__ = [
+    "AUTOMATION_FILE",
+    "SWITCH_ENV",
+    "WITHIN_ENV",
+    "crash_automation",
+    "crash_automation_wanted",
+    "ensure_crash_automation",
+]
 
 AUTOMATION_FILE = Path(__file__).resolve().parent / "crashed-runs.json"
 # seconds without a heartbeat before a run counts as dead: at least 2 heartbeats and a check
 WITHIN_ENV = "OPSFLOW_CRASH_AFTER_SECONDS"
 MIN_WITHIN_SECONDS = 35
+SWITCH_ENV = "OPSFLOW_CRASH_AUTOMATION"
+
+
+def crash_automation_wanted(*, embedded: bool) -> bool:
+    """Whether `pipeline serve` sets up the automation: not on the embedded server, nor when
+    $OPSFLOW_CRASH_AUTOMATION is `off`; any other value but `on` is a usage error."""
+    from nodes.errors import UsageError
+
+    switch = (os.environ.get(SWITCH_ENV) or "on").strip().lower()
+    if switch not in ("on", "off"):
+        raise UsageError(f"{SWITCH_ENV} must be on or off, not {switch!r}")
+    return switch == "on" and not embedded
 
 
 def crash_automation(within: int | None = None) -> dict[str, Any]:

@@ -265,17 +265,34 @@ async def _watch_for_crashes() -> None:
 
 
 async def serve(
-    *, poll_seconds: float = 0.5, limit: int = 16, names: list[str] | None = None, on_ready=None
+    *,
+    poll_seconds: float = 0.5,
+    limit: int = 16,
+    names: list[str] | None = None,
+    on_ready=None,
+    crash_automation: bool = True,
 ) -> None:
-    """Register the deployments and run their flow runs until interrupted."""
+    """Register the deployments and run their flow runs until interrupted.
+
+    Definition blocks saved meanwhile (in the UI) are checked as they are saved
+    (flows.catalog_watch); `crash_automation` sets up deployments.crashes.
+    """
+    from flows.catalog_watch import watch_definition_blocks
+
     registered = await register_deployments(names)
     if not registered:
         raise DefinitionError("No valid definitions to serve")
-    await _watch_for_crashes()
+    if crash_automation:
+        await _watch_for_crashes()
     server = PipelineServer(list(registered), poll_seconds=poll_seconds, limit=limit)
+    blocks = asyncio.create_task(watch_definition_blocks(server.stopping), name="definition-blocks")
     if on_ready is not None:
         on_ready(registered, server)
-    await server.run()
+    try:
+        await server.run()
+    finally:
+        server.stopping.set()
+        await blocks
 
 
 async def run_receiver(host: str, port: int, journal: bool, stopping: asyncio.Event) -> None:

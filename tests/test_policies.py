@@ -219,3 +219,17 @@ def test_the_crash_automation_matches_only_opsflow_runs():
 
     assert trigger.covers(heartbeat("run-pipeline"))
     assert not trigger.covers(heartbeat("someone-elses-etl"))
+
+
+def test_the_crash_automation_is_left_out_on_the_embedded_server_or_when_switched_off(monkeypatch):
+    from deployments.crashes import SWITCH_ENV, crash_automation_wanted
+    from nodes.errors import UsageError
+
+    monkeypatch.delenv(SWITCH_ENV, raising=False)
+    assert crash_automation_wanted(embedded=False) is True
+    assert crash_automation_wanted(embedded=True) is False  # that server ends with the process
+    monkeypatch.setenv(SWITCH_ENV, "off")
+    assert crash_automation_wanted(embedded=False) is False
+    monkeypatch.setenv(SWITCH_ENV, "maybe")
+    with pytest.raises(UsageError, match="OPSFLOW_CRASH_AUTOMATION must be on or off, not 'maybe'"):
+        crash_automation_wanted(embedded=False)

@@ -85,9 +85,12 @@ def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int, bool] |
     """`pipeline serve`: deployments served in this process until Ctrl-C or SIGTERM."""
     import signal
 
+    from deployments.crashes import crash_automation_wanted
+
     apply_prefect_defaults(quiet_console=False)
     server = start_local_server()
     try:
+        crash_automation = crash_automation_wanted(embedded=server is not None)
         if server is not None:
             server.wait_ready()
             print(f"Prefect API (local, stops with this command): {server.api_url}", file=sys.stderr)
@@ -110,7 +113,7 @@ def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int, bool] |
                         f"Alert receiver on http://{receiver[0]}:{receiver[1]}", file=sys.stderr, flush=True
                     )
 
-            await serve(poll_seconds=poll, limit=limit, on_ready=ready)
+            await serve(poll_seconds=poll, limit=limit, on_ready=ready, crash_automation=crash_automation)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
