@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from flows.definition import load_definition
+from flows.parameters import parameters_for
 from flows.request import RunRequest
 from nodes.base import NodeContext
 from nodes.errors import OpsflowError
@@ -87,7 +88,9 @@ def _context(flow_run: Any, state: Any, request: RunRequest, pipeline: Any) -> N
     from prefect.utilities.urls import url_for
 
     info = request.run_info(pipeline, run_id=str(flow_run.id), ui_url=url_for(flow_run))
-    ctx = NodeContext(run=info, payload=request.payload)
+    # a run that failed on its payload still gets its hooks: wrong values read as defaults
+    params = parameters_for(pipeline, request.payload, strict=False)
+    ctx = NodeContext(run=info, payload=request.payload, params=params)
     result = _result_of(state)
     for node_id, node in (result.get("node_results") or {}).items():
         failed = node.get("skipped") or (node.get("errors") and not node.get("output"))

@@ -20,7 +20,7 @@ from nodes.jmes import compile_expression, search
 Status = Literal["ok", "unknown", "warning", "critical"]
 RANK = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3}
 _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-_ROOTS = ("payload", "nodes", "incident", "run")
+_ROOTS = ("payload", "params", "nodes", "incident", "run")
 
 
 class Threshold(BaseModel):

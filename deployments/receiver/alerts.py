@@ -187,6 +187,7 @@ def _emit(emit_event, alert: dict[str, Any], related: list[dict[str, str]], defi
             # what Prefect's event cards show for it
             "prefect.resource.id": f"opsflow.alert.{alert['fingerprint']}",
             "prefect.resource.name": alert_name(alert),
+            "alertname": str(alert["labels"].get("alertname") or alert["title"]),
             "opsflow.alert.status": status,
             "opsflow.alert.severity": str(alert["severity"]),
             "opsflow.definition": definition,
