@@ -25,6 +25,7 @@ __all__ = [
     "crash_automation",
     "crash_automation_wanted",
     "ensure_crash_automation",
+    "remove_crash_automation",
 ]
 
 AUTOMATION_FILE = Path(__file__).resolve().parent / "crashed-runs.json"
@@ -71,3 +72,12 @@ async def ensure_crash_automation(client, within: int | None = None) -> str:
         return "present"
     await client.update_automation(current.id, automation)
     return "updated"
+
+
+async def remove_crash_automation(client) -> int:
+    """Delete the automation an earlier `pipeline serve` made (switched off now); how many went."""
+    name = json.loads(AUTOMATION_FILE.read_text())["name"]
+    existing = await client.read_automations_by_name(name)
+    for automation in existing:
+        await client.delete_automation(automation.id)
+    return len(existing)

@@ -264,6 +264,22 @@ async def _watch_for_crashes() -> None:
     log.info("crash detection automation %s", done)
 
 
+async def _no_crash_automation() -> None:
+    """Switched off: an automation an earlier serve made would go on stalling a SQLite server."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.crashes import remove_crash_automation
+
+    try:
+        async with get_client() as client:
+            removed = await remove_crash_automation(client)
+    except Exception as exc:  # noqa: BLE001 - serving goes on
+        log.warning("could not remove the crash detection automation: %s", exc)
+        return
+    if removed:
+        log.info("crash detection automation removed (OPSFLOW_CRASH_AUTOMATION=off)")
+
+
 async def serve(
     *,
     poll_seconds: float = 0.5,
@@ -284,6 +300,8 @@ async def serve(
         raise DefinitionError("No valid definitions to serve")
     if crash_automation:
         await _watch_for_crashes()
+    else:
+        await _no_crash_automation()
     server = PipelineServer(list(registered), poll_seconds=poll_seconds, limit=limit)
     blocks = asyncio.create_task(watch_definition_blocks(server.stopping), name="definition-blocks")
     if on_ready is not None:

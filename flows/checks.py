@@ -202,6 +202,15 @@ def _program_choice_problems(config: dict[str, Any]) -> list[str]:
                 f"config.env.{name}: no {{{{ }}}} templates: {name} decides which program or code runs, "
                 "and the payload never chooses it"
             )
+    artifacts = config.get("artifacts")
+    for index, artifact in enumerate(artifacts if isinstance(artifacts, list) else ()):
+        for key in ("path", "schema"):
+            value = artifact.get(key) if isinstance(artifact, dict) else None
+            if isinstance(value, str) and (_templated(value) or "${" in value):
+                problems.append(
+                    f"config.artifacts[{index}].{key}: written out, not a template or reference: "
+                    "the payload never chooses which file is read"
+                )
     return problems
 
 

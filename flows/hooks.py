@@ -21,8 +21,9 @@ from flows.definition import load_definition
 from flows.parameters import parameters_for
 from flows.request import RunRequest
 from nodes.base import NodeContext
-from nodes.errors import OpsflowError
+from nodes.errors import OpsflowError, TemplateError
 from nodes.runtime import execute_node
+from nodes.templating import has_dynamic
 
 __all__ = ["HOOKS", "notify_policy", "tell_crashed_run"]
 
@@ -66,7 +67,7 @@ def notify_policy(
             defaults["message"] = f"{ctx.run.error}\nRun: {ctx.run.ui_url or run_id}"
         entry_ctx = dataclasses.replace(ctx, deadline=time.monotonic() + ENTRY_TIMEOUT_SECONDS)
         try:
-            result = execute_node(f"{policy}-{index}", "notify", {**defaults, **config}, entry_ctx)
+            result = _send(f"{policy}-{index}", defaults, config, entry_ctx, logger, name)
         except OpsflowError as exc:
             logger.error("%s (%s) not delivered: %s", name, config.get("driver", "console"), exc)
             continue
@@ -77,6 +78,20 @@ def notify_policy(
         drivers = ", ".join(d.get("driver", "?") for d in result["output"].get("deliveries", []))
         logger.info("%s delivered (%s)", name, drivers)
     return delivered
+
+
+def _send(node_id: str, defaults: dict, config: dict, ctx: NodeContext, logger: Any, name: str) -> dict:
+    """Deliver one entry. When its templates name what this run does not have (a node that
+    never ran, an incident a crashed run never stored), it goes out with the default title
+    and message instead: a failure nobody hears about is the worse outcome."""
+    try:
+        return execute_node(node_id, "notify", {**defaults, **config}, ctx)
+    except TemplateError as exc:
+        plain = {k: v for k, v in config.items() if not (isinstance(v, str) and has_dynamic(v))}
+        if plain == config:
+            raise
+        logger.warning("%s: %s; sent with the default title and message", name, exc)
+        return execute_node(node_id, "notify", {**defaults, **plain}, ctx)
 
 
 def _context(flow_run: Any, state: Any, request: RunRequest, pipeline: Any) -> NodeContext:

@@ -70,9 +70,20 @@ class RunRequest:
         )
 
     def parameters(self) -> dict[str, Any]:
-        """The flow run's parameters: every field that has a value (None ones are left out)."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) is not None
-        }
+        """The flow run's parameters: the definition, the payload and what differs from the defaults.
+
+        A default is left out, so a deployment's own default (an `environment: production`
+        set on it) is what a run gets unless the caller said otherwise.
+        """
+        out: dict[str, Any] = {"definition": self.definition, "payload": self.payload}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in out and value is not None and value != _default(f):
+                out[f.name] = value
+        return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default

@@ -385,3 +385,22 @@ def test_dry_run_starts_nothing_and_says_what_would_run(tmp_path):
     config["env"]["API_TOKEN"] = "${NOT_SET_ANYWHERE}"
     assert node.preview(config, ctx(tmp_path)) == [result["output"]]
     assert not marker.exists()
+
+
+def test_a_stage_gets_no_secret_of_the_environment_unless_its_env_names_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPSFLOW_STAGE_API_KEY", "sk-stage-secret-0123456789abcdef")
+    monkeypatch.setenv("OPSFLOW_STAGE_REGION", "eu-west-1")
+    echo = {"shell": "echo key=[$OPSFLOW_STAGE_API_KEY] region=[$OPSFLOW_STAGE_REGION] given=[$GIVEN]"}
+    out = command(echo, tmp_path)["output"]
+    assert "key=[] region=[eu-west-1] given=[]" in out["stdout"]
+    out = command({**echo, "env": {"GIVEN": "${OPSFLOW_STAGE_API_KEY}"}}, tmp_path)["output"]
+    assert "sk-stage-secret" not in json.dumps(out) and "given=[***]" in out["stdout"]
+
+
+def test_an_artifact_path_or_schema_cannot_come_from_the_payload():
+    for artifact in ({"path": "{{ payload.p }}"}, {"path": "out.json", "schema": "{{ payload.s }}"}):
+        with pytest.raises(DefinitionError, match="written out, not a template or reference"):
+            validate(definition({"command": ["python3", "-c", "pass"], "artifacts": [artifact]}))
+    # and at run time, for a definition that skipped validation (run-stage of an inline config)
+    with pytest.raises(ConfigError, match="is written out, not a"):
+        command({"command": ["python3", "-c", "pass"], "artifacts": [{"path": "{{ payload.p }}"}]}, Path("."))

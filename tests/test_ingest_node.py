@@ -173,10 +173,11 @@ def test_signed_pagerduty_through_the_node(monkeypatch):
     with pytest.raises(IngestError, match="does not match") as err:
         run_ingest(body, {"signing_secret": "${PD_SECRET}"}, http=bad)
     assert not err.value.retryable
-    # a request the payload itself claims to be is not the run's request
-    forged = {**body, HTTP_KEY: http}
+    # a run made before `http` was its own parameter kept the raw request in the payload
+    legacy = {**body, HTTP_KEY: http}
+    assert run_ingest(legacy, {"signing_secret": "${PD_SECRET}"})["output"]["format"] == "pagerduty"
     with pytest.raises(IngestError, match="no raw webhook request"):
-        run_ingest(forged, {"signing_secret": "${PD_SECRET}"})
+        run_ingest(body, {"signing_secret": "${PD_SECRET}"})
 
 
 @pytest.mark.parametrize(

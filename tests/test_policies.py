@@ -233,3 +233,43 @@ def test_the_crash_automation_is_left_out_on_the_embedded_server_or_when_switche
     monkeypatch.setenv(SWITCH_ENV, "maybe")
     with pytest.raises(UsageError, match="OPSFLOW_CRASH_AUTOMATION must be on or off, not 'maybe'"):
         crash_automation_wanted(embedded=False)
+
+
+def test_an_entry_whose_templates_name_what_the_run_never_had_is_sent_with_the_defaults(
+    flow, httpserver: HTTPServer
+):
+    """A crashed or cancelled run has no node outputs to template over: someone is still told."""
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    name = f"defaults-{uuid.uuid4().hex[:8]}"
+    definition = {
+        "name": name,
+        "version": "1.0",
+        "on_failure": [
+            {"driver": "webhook", "url": httpserver.url_for("/hook"), "title": "{{ incident.title }}"}
+        ],
+        "nodes": [{"id": "boom", "type": "fail"}],
+    }
+    state = asyncio.run(flow(definition=definition, return_state=True))
+    assert state.is_failed()
+    assert titles(httpserver) == [f"{name}: run failed"]
+    logs = run_logs(state.state_details.flow_run_id)
+    assert any("sent with the default title and message" in line for line in logs), logs
+
+
+def test_switched_off_the_crash_automation_an_earlier_serve_made_is_removed(prefect_api):
+    from prefect.client.orchestration import get_client
+
+    from deployments.crashes import crash_automation, ensure_crash_automation, remove_crash_automation
+
+    name = crash_automation()["name"]
+
+    async def scenario() -> tuple[int, int, int]:
+        async with get_client() as client:
+            await ensure_crash_automation(client)
+            before = len(await client.read_automations_by_name(name))
+            removed = await remove_crash_automation(client)
+            after = len(await client.read_automations_by_name(name))
+            await ensure_crash_automation(client)  # as the other tests of this session expect it
+            return before, removed, after
+
+    assert asyncio.run(scenario()) == (1, 1, 0)

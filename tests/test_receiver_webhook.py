@@ -49,7 +49,7 @@ def write(directory, raw: dict) -> str:
     return raw["name"]
 
 
-def test_a_definition_without_a_webhook_trigger_is_refused_on_both_routes(client, tmp_path):
+def test_a_definition_without_a_webhook_trigger_is_refused_on_both_routes(client, tmp_path, caplog):
     name = write(
         tmp_path,
         stage_graph(unique("stages-").lower(), [{"cron": "@daily", "parameters": {"target": "web"}}]),
@@ -63,6 +63,10 @@ def test_a_definition_without_a_webhook_trigger_is_refused_on_both_routes(client
         assert f"definition {name!r} declares no webhook trigger" in error and '{"webhook": {}}' in error
     assert client.get(f"/definitions/{name}").json()["webhook"] is False
     assert client.post("/pipeline", params={"definition": "no-such"}, json={}).status_code == 404
+    # a sender does not retry a 4xx: every refusal is in the receiver's log, with its reason
+    refusals = [r.getMessage() for r in caplog.records if r.name == "opsflow.receiver"]
+    assert any(f"POST /pipeline (definition {name}) answered 403" in line for line in refusals), refusals
+    assert any("answered 404" in line and "no-such" in line for line in refusals), refusals
 
 
 def test_the_shipped_health_check_is_a_schedule_and_the_alert_pipelines_take_webhooks(deployments):  # noqa: F811

@@ -98,6 +98,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ReceiverError)
     async def receiver_error(request: Request, exc: ReceiverError) -> JSONResponse:
+        if exc.status != 503:  # (a 503 is logged where it is decided; the sender retries it)
+            # senders do not retry a 4xx: the refusal must be on record where someone looks
+            definition = request.query_params.get("definition")
+            where = f"{request.url.path}{f' (definition {definition})' if definition else ''}"
+            log.warning("%s %s answered %d: %s", request.method, where[:300], exc.status, exc.message)
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)

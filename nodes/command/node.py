@@ -70,12 +70,21 @@ class Artifact(BaseModel):
         default=False, description="A missing file is no failure (a present one is checked)."
     )
 
+    @field_validator("path")
+    @classmethod
+    def _written_path(cls, value: str) -> str:
+        if has_dynamic(value):  # a payload must not choose which file is read (and echoed)
+            raise ValueError("an artifact's path is written out, not a {{ }} template or ${...} reference")
+        return value
+
     @field_validator("schema_")
     @classmethod
     def _valid_schema(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and has_dynamic(value):
+            raise ValueError("an artifact's schema is written out, not a {{ }} template or ${...} reference")
         if isinstance(value, dict | bool):
             check_schema(value)
-        elif isinstance(value, str) and not has_dynamic(value):
+        elif isinstance(value, str):
             base = (info.context or {}).get("definition_dir")
             if base:  # known at load time when the definition names its directory
                 load_schema(value, Path(base))
@@ -160,26 +169,16 @@ class Config(BaseModel):
 
 def resolve_config(raw: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Resolve templates and references, except in what must stay as written: `command[0]` (a
-    template there is refused before anything renders), the shell string and inline schemas."""
+    template there is refused before anything renders), the shell string and the artifacts."""
     command = raw.get("command")
     if isinstance(command, list) and command and isinstance(command[0], str) and has_dynamic(command[0]):
         raise ConfigError(f"config.{_COMMAND0}")
     resolved = resolve({k: v for k, v in raw.items() if k not in ("shell", "artifacts")}, ctx)
     if "shell" in raw:
         resolved["shell"] = raw["shell"]
-    if isinstance(raw.get("artifacts"), list):
-        resolved["artifacts"] = [_resolve_artifact(item, ctx, i) for i, item in enumerate(raw["artifacts"])]
-    elif "artifacts" in raw:
+    if "artifacts" in raw:  # as written: a payload never chooses which file is read and echoed
         resolved["artifacts"] = raw["artifacts"]
     return resolved
-
-
-def _resolve_artifact(item: Any, ctx: NodeContext, index: int) -> Any:
-    if not isinstance(item, dict):
-        return item
-    inline = {k: v for k, v in item.items() if k == "schema" and not isinstance(v, str)}
-    rest = {k: v for k, v in item.items() if k not in inline}
-    return {**resolve(rest, ctx, f"config.artifacts[{index}]"), **inline}
 
 
 def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
@@ -317,9 +316,14 @@ def _artifacts(config: Config, schemas: list[Any], cwd: Path) -> list[dict[str, 
 
 
 def _environment(config: Config) -> dict[str, str]:
-    """os.environ with `env` over it; the interpreter's directory first on PATH, so `python3` in a
-    script or a shell line is this interpreter too (unless `env` sets PATH)."""
-    env = {**os.environ, **config.env}
+    """os.environ without its secrets, with `env` over it; the interpreter's directory first on
+    PATH, so `python3` in a script or a shell line is this interpreter too (unless `env` sets PATH).
+
+    A credential of opsflow's own (an API key, the receiver token, a database URL with its
+    password) never reaches a stage by accident: a stage gets a secret only when its `env`
+    names it, and then it is scrubbed from everything the stage prints."""
+    inherited = {k: v for k, v in os.environ.items() if not is_secret_setting(k, v)}
+    env = {**inherited, **config.env}
     if "PATH" not in config.env and sys.executable:
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", os.defpath)])
     env.setdefault("PYTHONUNBUFFERED", "1")  # a Python stage's lines reach the log as they come

@@ -134,12 +134,13 @@ def seed_keys(
 def _with_request(payload: dict[str, Any], http: dict[str, Any] | None) -> dict[str, Any]:
     """What a format parses: the payload, and the raw request (the run's `http`) under HTTP_KEY.
 
-    Only the receiver says what the raw request was: a payload's own HTTP_KEY is dropped.
+    Runs and journal entries made before `http` was a parameter of its own carry the raw
+    request inside the payload, under HTTP_KEY: they still verify. (The receiver removes
+    HTTP_KEY from every payload it is sent, so no sender can supply one.)
     """
-    body = {k: v for k, v in payload.items() if k != HTTP_KEY}
-    if http is not None:
-        body[HTTP_KEY] = http
-    return body
+    if http is None:
+        return payload
+    return {**{k: v for k, v in payload.items() if k != HTTP_KEY}, HTTP_KEY: http}
 
 
 def parse(name: str, payload: dict[str, Any], config: Config, ctx: NodeContext) -> Parsed:
