@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.limits import MAX_DEFINITION_BYTES, LimitError, check_depth, read_limited
+from flows.definition_json import parse_json, read_json
+from flows.limits import MAX_DEFINITION_BYTES
 from flows.parameters import Parameter, ParameterName
 from flows.triggers import Trigger
 from nodes import NODE_TYPES
@@ -247,25 +249,6 @@ def find_definition(name: str) -> Path:
     return path
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Parse a definition file; errors say which file and where (and which limit, if one is hit)."""
-    try:
-        text = read_limited(path, MAX_DEFINITION_BYTES, "Config file")
-        check_depth(text, f"Config file {path}")
-        data = json.loads(text)
-    except LimitError as exc:
-        raise DefinitionError(str(exc)) from None
-    except UnicodeDecodeError as exc:
-        raise DefinitionError(f"Invalid JSON in config file: {path}: not UTF-8 ({exc.reason})") from None
-    except json.JSONDecodeError as exc:
-        raise DefinitionError(
-            f"Invalid JSON in config file: {path}: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    if not isinstance(data, dict):
-        raise DefinitionError(f"Invalid JSON in config file: {path}: the top level must be an object")
-    return data
-
-
 def _name_clash(path: Path, name: str) -> None:
     """DefinitionError when another file of the definitions directory claims the same name."""
     directory = definitions_dir()
@@ -327,7 +310,7 @@ def load_definition(
         content = _small_file_bytes(path)
         if content is not None:
             # one run loads its definition in the CLI, the flow and every hook: validated once
-            pipeline = _validated_file(str(path), hashlib.sha256(content).hexdigest(), name)
+            pipeline = _validated_file(path, content, name)
             _name_clash(path, _name_or_stem(pipeline.raw, path))
             return pipeline
         raw, origin, stem = read_json(path), str(path), path.stem
@@ -352,11 +335,22 @@ def _small_file_bytes(path: Path) -> bytes | None:
     return None
 
 
-@lru_cache(maxsize=64)
-def _validated_file(path: str, digest: str, name: str | None) -> Pipeline:
-    """A definition file validated once per content (`digest` is its sha256)."""
-    raw = read_json(Path(path))
-    return validate(raw, source=path, name=name or raw.get("name") or Path(path).stem)
+_VALIDATED: OrderedDict[tuple[str, str, str | None], Pipeline] = OrderedDict()
+_VALIDATED_MAX = 64
+
+
+def _validated_file(path: Path, content: bytes, name: str | None) -> Pipeline:
+    """A definition file validated once per content: these very bytes, not a second read."""
+    key = (str(path), hashlib.sha256(content).hexdigest(), name)
+    if key in _VALIDATED:
+        _VALIDATED.move_to_end(key)
+        return _VALIDATED[key]
+    raw = parse_json(content, path)
+    pipeline = validate(raw, source=str(path), name=name or raw.get("name") or path.stem)
+    _VALIDATED[key] = pipeline
+    while len(_VALIDATED) > _VALIDATED_MAX:
+        _VALIDATED.popitem(last=False)
+    return pipeline
 
 
 def _block_wanted(text: str, source: str) -> bool:
