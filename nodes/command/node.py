@@ -261,11 +261,8 @@ def _argv(config: Config) -> tuple[list[str], list[str]]:
 
 
 def executable_problem(config: Config, base: Path) -> str | None:
-    """Why the program could not be started, or None: `pipeline doctor` asks before any run.
-
-    A path (with a `/`) must be an executable file (relative to `cwd`); a bare name must be
-    on the PATH the program would get (`python3` is this interpreter).
-    """
+    """Why the program could not be started (for `pipeline doctor`), or None: a path must be an
+    executable file (relative to `cwd`), a bare name on the PATH the program gets."""
     shown, argv = _argv(config)
     program = argv[0]
     if os.sep in program:
