@@ -460,7 +460,7 @@ def test_receiver_answers_every_request_as_documented(receiver, fake_prefect, ca
     before = counts.get("create_flow_run", 0)
     caplog.set_level(logging.ERROR, logger="opsflow.receiver")
     seen = fuzz(receiver, MANY)
-    assert set(seen) == {200, 400, 401, 404, 413, 415, 503}, seen
+    assert set(seen) == {200, 400, 401, 403, 404, 413, 415, 503}, seen
     assert seen[503] > 1000, f"too few requests got past validation to test the Prefect side: {seen}"
     assert counts.get("create_flow_run", 0) - before == seen[503]
     assert counts.get("malformed", 0) == counts.get("unexpected", 0) == 0
