@@ -93,7 +93,7 @@ async def run_pipeline(
         environment: The environment the run is for (`run.environment` in templates).
         trace_id: An id to follow the run by across systems; the flow run id when empty.
         only: Run only these node ids; every other node is skipped.
-        skip: Skip these node ids.
+        skip: Skip these node ids; the nodes after them still run and see their output as null.
         incident_id: Run about this incident of the incident store (e.g. a re-analysis);
             an ingest node in the definition replaces it with its own.
         continue_on_error: Run the other nodes after a required node failed; the run
