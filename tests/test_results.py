@@ -7,6 +7,7 @@ result storage wrote; a flow run is retried the way the UI's Retry button does i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -188,6 +189,7 @@ def test_every_flow_parameter_has_a_description_in_the_deployment(prefect_api):
     from prefect.client.orchestration import get_client
 
     from flows.pipeline import run_pipeline
+    from flows.request import RunRequest
 
     async def deploy_and_read():
         deployment = await run_pipeline.to_deployment(name=f"described-{uuid.uuid4().hex[:8]}")
@@ -196,6 +198,7 @@ def test_every_flow_parameter_has_a_description_in_the_deployment(prefect_api):
 
     schema = asyncio.run(deploy_and_read()).parameter_openapi_schema
     names = list(inspect.signature(run_pipeline.fn).parameters)
+    assert names == [f.name for f in dataclasses.fields(RunRequest)]  # one set of parameters
     assert sorted(schema["properties"]) == sorted(names)
     for name in names:
         assert len(schema["properties"][name].get("description") or "") > 10, name
