@@ -1,8 +1,13 @@
-"""One node as a Prefect task: its retries, its timeout, and the thread its handler runs in.
+"""One node as a Prefect task: its retries, its timeout, its persisted result, and its thread.
 
 Prefect retries a node only when its NodeError says a second try may pass, and waits
 out a server's Retry-After; the node's timeout is enforced here, on the task's own
 event loop, because Prefect's costs ~100 ms per task run.
+
+Each completed node's result (already redacted) is persisted in Prefect's result storage
+(JSON) under a key made of the flow run id, the node id and a digest of the node's config:
+the UI's task run, `pipeline show` and the run's result read it back, and a flow run retried
+from the UI (same flow run id) finds its completed nodes there and does not run them again.
 """
 
 from __future__ import annotations
@@ -10,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import json
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -21,16 +29,25 @@ from flows.settings import apply_prefect_defaults
 apply_prefect_defaults()
 
 from prefect import get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.tasks import exponential_backoff  # noqa: E402
-from prefect.utilities.math import lower_clamp_multiple  # noqa: E402
+from prefect.utilities.annotations import quote  # noqa: E402
+from prefect.utilities.math import clamped_poisson_interval, lower_clamp_multiple  # noqa: E402
 
 from flows.progress import CANCELLED, watch_loop  # noqa: E402
 from nodes.base import NodeContext, RedactingLogger  # noqa: E402
 from nodes.errors import NodeError  # noqa: E402
 from nodes.runtime import execute_node, node_result  # noqa: E402
 
-__all__ = ["MAX_RETRY_AFTER_SECONDS", "RETRY_JITTER", "failure", "node_task"]
+__all__ = [
+    "MAX_RETRY_AFTER_SECONDS",
+    "PERSISTED",
+    "RETRY_JITTER",
+    "Backoff",
+    "NodeCall",
+    "failure",
+    "node_task",
+    "result_key",
+    "show_result",
+]
 
 # Prefect spreads each retry delay over ±this fraction of it
 RETRY_JITTER = 0.5
@@ -39,23 +56,96 @@ _SHORTEST_JITTERED = lower_clamp_multiple(1 + RETRY_JITTER)  # of a planned dela
 MAX_RETRY_AFTER_SECONDS = 120.0
 
 
+class Backoff(float):
+    """A node's retry delays: exponential from `base`, jittered, in whole hundredths of a second.
+
+    To Prefect's engine it is the sequence of delays (it indexes it by retry number); to
+    the task run Prefect records it is the number `base`, so the UI's "Retry Delay" reads
+    `2s`, not `NaNs` as for a list. Each delay is drawn when Prefect asks for it and
+    rounded up to 0.01 s, so the log says "Retry 1/3 will start 1.37 second(s) from now"
+    rather than sixteen digits (Prefect's own jitter is therefore off).
+    """
+
+    retries: int
+
+    def __new__(cls, base: float, retries: int) -> Backoff:
+        made = super().__new__(cls, base)
+        made.retries = retries
+        return made
+
+    def __len__(self) -> int:
+        return max(1, self.retries)
+
+    def __getitem__(self, index: int) -> float:
+        planned = float(self) * 2**index
+        return math.ceil(clamped_poisson_interval(planned, clamping_factor=RETRY_JITTER) * 100) / 100
+
+    def __reduce__(self):  # copies and pickles keep the schedule
+        return (Backoff, (float(self), self.retries))
+
+
+Sequence.register(Backoff)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeCall:
+    """Everything one node task needs, as its one parameter (`node` in the UI's Task Inputs).
+
+    Prefect lists every task parameter in the task run's inputs; one named `node`
+    reads better there than six internal names, each shown as `[]`.
+    """
+
+    node_id: str
+    node_type: str
+    config: dict[str, Any]
+    ctx: NodeContext
+    dynamic: bool
+    options: dict[str, Any]
+
+    def digest(self) -> str:
+        """The node's definition in 12 hex digits: a changed node is not taken from a past attempt."""
+        text = json.dumps([self.node_type, self.config, self.options], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def __repr__(self) -> str:  # never the context (payload, outputs) in a log line
+        return f"NodeCall({self.node_type} {self.node_id})"
+
+
+def result_key(flow_run_id: str, node_id: str, digest: str) -> str:
+    """Where a node's result lives in the result storage: one folder per flow run."""
+    return f"opsflow/{flow_run_id}/{node_id}-{digest}.json"
+
+
+def _result_key(task_ctx, inputs: dict[str, Any]) -> str | None:
+    call = inputs.get("node")
+    call = call.unquote() if isinstance(call, quote) else call
+    flow_run_id = task_ctx.task_run.flow_run_id
+    if flow_run_id is None or not isinstance(call, NodeCall):
+        return None
+    return result_key(str(flow_run_id), call.node_id, call.digest())
+
+
+# how every node task keeps its result: JSON (readable, no pickle to load back), keyed per run and node
+PERSISTED: dict[str, Any] = {"cache_key_fn": _result_key, "persist_result": True, "result_serializer": "json"}
+
+
 def _retryable(task, task_run, state) -> bool:
     """Retry only what may pass on a second try: NodeErrors say so themselves."""
     exc = state.result(raise_on_failure=False, _sync=True)
     return exc.retryable if isinstance(exc, NodeError) else True
 
 
-async def _run_node(
-    node_id: str, node_type: str, config: dict, ctx: NodeContext, dynamic: bool, options: dict
-) -> dict:
+async def _run_node(node: NodeCall) -> dict:
     """The body of every node task: execute the node with this attempt's logger and count.
 
     The handler runs in a thread the task awaits, so the node's timeout fails the attempt
     on time even when the handler is stuck in blocking I/O. The abandoned thread cannot
-    act afterwards: the handler's I/O takes its timeouts from `ctx.deadline`.
+    act afterwards: the handler's I/O takes its timeouts from `ctx.deadline`. The result
+    is returned redacted: it is what Prefect persists.
     """
     from prefect.runtime import task_run
 
+    node_id, node_type, ctx, options = node.node_id, node.node_type, node.ctx, node.options
     watch_loop()  # Ctrl-C in the CLI cancels this task run's loop: its work and its retry waits
     if CANCELLED.is_set():
         raise NodeError(f"node {node_id!r} not started: the run was interrupted")
@@ -70,7 +160,7 @@ async def _run_node(
     )
     try:
         try:
-            work = _in_thread(execute_node, node_id, node_type, config, ctx, dynamic=dynamic)
+            work = _in_thread(execute_node, node_id, node_type, node.config, ctx, dynamic=node.dynamic)
             result = await asyncio.wait_for(work, timeout=timeout)
         except TimeoutError:
             error = NodeError(f"node {node_id!r} timed out after {timeout:g} s", retryable=True)
@@ -86,6 +176,7 @@ async def _run_node(
             await asyncio.sleep(max(0.0, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS) - planned))
         raise
     result["attempts"] = attempt
+    result = ctx.secrets.redact(result)
     log.info("%s", result["summary"])  # the node's line in the UI's Logs tab
     return result
 
@@ -124,14 +215,41 @@ def node_task(node_type: str, node_id: str, retries: int, delay: float, timeout:
         name=node_type,
         task_run_name=node_id,
         retries=retries,
-        retry_delay_seconds=exponential_backoff(delay) if retries and delay else 0,
-        retry_jitter_factor=RETRY_JITTER if retries and delay else None,
+        retry_delay_seconds=Backoff(delay, retries) if retries and delay else 0,
         retry_condition_fn=_retryable if retries else None,
         # the timeout is enforced in `_run_node`: Prefect's own costs ~100 ms per task run here
-        cache_policy=NO_CACHE,
-        persist_result=False,
         log_prints=False,
+        **PERSISTED,
     )(_run_node)
+
+
+async def show_result(future, result: dict[str, Any]) -> None:
+    """Put a completed node's result on its task run's page in the UI (Details: "Result").
+
+    Prefect records task runs from events, which make no result artifact of their own;
+    this one carries the node's line and output (redacted) and where the result is stored.
+    """
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.context import FlowRunContext
+
+    from flows.render import result_markdown
+
+    context = FlowRunContext.get()
+    # the flow's own client: an async flow's, on the loop that awaits this
+    if context is None or context.flow_run is None or not isinstance(context.client, PrefectClient):
+        return
+    data = getattr(future.state, "data", None)
+    stored = getattr(getattr(data, "metadata", data), "storage_key", None)
+    await context.client.create_artifact(
+        ArtifactCreate(
+            type="result",
+            description=result_markdown(result),
+            data={"node": result["node_id"], "summary": result.get("summary"), "stored at": stored},
+            task_run_id=future.task_run_id,
+            flow_run_id=context.flow_run.id,
+        )
+    )
 
 
 def failure(node_id: str, node_type: str, state, ctx: NodeContext) -> tuple[dict, str]:

@@ -1,9 +1,10 @@
 """Past runs read back from the Prefect API: `pipeline show RUN_ID` and `pipeline logs RUN_ID`.
 
-The flow's return value is not persisted, so a past run is rebuilt from what the API
-keeps: the flow run (name, state, parameters, times), its task runs (one per node:
-name = node id), and the two artifacts the flow attaches (the node table and the
-summary). What the flow wrote is already redacted; nothing here prints parameters.
+A past run is rebuilt from what Prefect keeps: the flow run (name, state, parameters,
+times), its task runs (one per node: name = node id), each node's result persisted in
+result storage (`flows.results`), and the two artifacts the flow attaches (the node
+table and the summary), which also cover runs whose stored results are gone or older
+than them. What the flow wrote is already redacted; nothing here prints parameters.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 from flows.prefect_api import run_async
 from flows.render import duration_text, result_text
 
-__all__ = ["logs_from_cli", "print_logs", "read_run", "run_text", "show_from_cli", "show_run"]
+__all__ = ["logs_from_cli", "print_logs", "read_run", "run_text", "show_from_cli", "show_run", "task_runs_of"]
 
 POLL_SECONDS = 0.5
 # after a followed run turns final, how long its last log lines may still be on the way
@@ -41,7 +42,8 @@ async def _flow_run(client, run_id: str):
     return await resolve_run(client, run_id)
 
 
-async def _task_runs(client, run_uuid: uuid.UUID) -> list:
+async def task_runs_of(client, run_uuid: uuid.UUID) -> list:
+    """Every task run of a flow run, oldest first."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[run_uuid]))
@@ -73,6 +75,7 @@ def _summary(markdown: str) -> dict[str, Any]:
         "definition_version": r"^- definition version: `(.+)`$",
         "trace_id": r"^- trace id: `(.+)`$",
         "duration_ms": r"^- duration: ([\d.]+) ms$",
+        "definition_source": r"^- definition source: `(.+)`$",
         "incident_id": r"^- incident: `(.+)`$",
         "error": r"^\*\*Error:\*\* (.+)$",
     }
@@ -126,19 +129,26 @@ def _task_record(task_run) -> dict[str, Any]:
 async def read_run(run_id: str) -> dict[str, Any]:
     """A past run as a Run result dict, rebuilt from the Prefect API, plus what Prefect adds.
 
-    Node outputs are not persisted, so each node result has `output: None`. Extra keys:
-    `flow_run` (name, state, times), `task_runs` (per node id), `artifact` (the table rows).
-    When the run left no artifacts (still running, crashed), nodes come from its task runs.
+    A completed node's result is the one its task persisted (output, summary, attempts);
+    without it (an older run, storage cleaned up) the node table's row says what it can,
+    with `output: None`. Extra keys: `flow_run` (name, state, times), `task_runs` (per node
+    id), `artifact` (the table rows). When the run left no artifacts (still running,
+    crashed), nodes come from its task runs.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from flows.results import stored_results
 
     async with get_client() as client:
         flow_run = await _flow_run(client, run_id)
-        task_runs = await _task_runs(client, flow_run.id)
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+        task_runs = await task_runs_of(client, flow_run.id)
+        artifacts = await client.read_artifacts(  # newest first: a retried run's last attempt wins
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])),
+            sort=ArtifactSort.CREATED_DESC,
         )
+        stored = await stored_results(task_runs)
     table = next((a for a in artifacts if a.type == "table" and (a.key or "").startswith("opsflow-")), None)
     markdown = next(
         (
@@ -194,6 +204,8 @@ async def read_run(run_id: str) -> dict[str, Any]:
             else None,
             "attempts": row["attempts"] or None,
         }
+        if node_id in stored and not is_skipped and not errors:
+            node_results[node_id] = stored[node_id]
         (skipped if is_skipped else executed).append(node_id)
     total = flow_run.total_run_time.total_seconds() * 1000 if flow_run.total_run_time else 0.0
     return {
@@ -203,6 +215,7 @@ async def read_run(run_id: str) -> dict[str, Any]:
         "run_id": str(flow_run.id),
         "definition": facts.get("definition") or _definition_name(flow_run),
         "definition_version": facts.get("definition_version") or "unknown",
+        "definition_source": facts.get("definition_source"),
         "status": status,
         "incident_id": facts.get("incident_id") or (flow_run.parameters or {}).get("incident_id"),
         "executed_nodes": executed,
@@ -335,7 +348,7 @@ async def print_logs(run_id: str, follow: bool, out: TextIO) -> int:
                 if len(page) < PAGE:
                     break
             if any(log.task_run_id and log.task_run_id not in names for log in fresh):
-                names.update({t.id: t.name for t in await _task_runs(client, run_uuid)})
+                names.update({t.id: t.name for t in await task_runs_of(client, run_uuid)})
             for log in fresh:
                 seen.add(log.id)
                 newest = max(newest, log.timestamp) if newest else log.timestamp

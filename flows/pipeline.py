@@ -21,14 +21,14 @@ from prefect.states import Completed, Failed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
 
-from flows.approval import wait_for_approval  # noqa: E402
+from flows.approval import Approvals  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine_logs import one_line_node_errors  # noqa: E402
 from flows.hooks import HOOKS  # noqa: E402
 from flows.limits import check_value_depth  # noqa: E402
-from flows.node_task import failure, node_task  # noqa: E402
+from flows.node_task import NodeCall, failure, node_task, show_result  # noqa: E402
 from flows.progress import emit  # noqa: E402
-from flows.render import artifact_markdown, artifact_rows  # noqa: E402
+from flows.render import artifact_markdown, artifact_rows, state_message  # noqa: E402
 from flows.request import DEFAULT_ENVIRONMENT, DEFAULT_SOURCE, FLOW_NAME, RunRequest  # noqa: E402
 from flows.runbook import RunBook, WhenFailed  # noqa: E402
 from flows.stage import outputs_markdown  # noqa: E402
@@ -61,6 +61,7 @@ def _read_secret(name: str) -> str:
     name=FLOW_NAME,
     flow_run_name=_flow_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_NODES),
+    # each node's result is persisted by its task (flows.node_task); the Run result is rebuilt from them
     persist_result=False,
     log_prints=False,
     validate_parameters=True,
@@ -78,11 +79,27 @@ async def run_pipeline(
     continue_on_error: bool = False,
     http: dict[str, Any] | None = None,
 ) -> State[dict[str, Any]]:
-    """Run an opsflow pipeline definition (a name from definitions/, a path, or the whole JSON).
+    """Run an opsflow pipeline definition: each node is a task, the Run result is the flow's result.
 
-    The parameters are those of `flows.request.RunRequest`, which says what each means.
-    `incident_id` runs the pipeline about an incident already in the store (e.g. a
-    re-analysis); an ingest node in the definition replaces it with its own.
+    The parameters are those of `flows.request.RunRequest`.
+
+    Args:
+        definition: The pipeline to run: a name from definitions/, a file path,
+            `block:NAME` (a definition block), or the whole definition as JSON.
+        payload: What the run is about, as sent: an alert webhook body (e.g. Alertmanager's),
+            or any JSON object the definition's templates read as `payload`.
+        source: Where the run came from (cli, api, receiver, schedule, ...): a tag of the
+            run, and `run.source` in templates.
+        environment: The environment the run is for (`run.environment` in templates).
+        trace_id: An id to follow the run by across systems; the flow run id when empty.
+        only: Run only these node ids; every other node is skipped.
+        skip: Skip these node ids; the nodes after them still run and see their output as null.
+        incident_id: Run about this incident of the incident store (e.g. a re-analysis);
+            an ingest node in the definition replaces it with its own.
+        continue_on_error: Run the other nodes after a required node failed; the run
+            ends `partial` instead of failed.
+        http: The raw webhook request (headers and body) the receiver keeps for a signed
+            alert format; empty for other runs.
     """
     from prefect.runtime import flow_run
 
@@ -137,8 +154,8 @@ async def run_pipeline(
     result = ctx.secrets.redact(result)
     await _attach_artifacts(pipeline, result)
     if book.status == "failed":
-        return Failed(message=f"Pipeline failed: {result['error']}", data=result)
-    return Completed(message=f"Pipeline {book.status}", data=result)
+        return Failed(message=state_message(result), data=result)
+    return Completed(message=state_message(result), data=result)
 
 
 def _stored_incident(incident_id: str) -> dict[str, Any]:
@@ -159,90 +176,120 @@ def _check_ids(pipeline: Pipeline, only: list[str] | None, skip: list[str] | Non
 
 
 async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | None:
-    """Submit nodes as their predecessors finish; collect results until nothing runs."""
+    """Submit nodes as their predecessors finish; collect results until nothing runs.
+
+    An approval node waits for its answer in an asyncio task of its own, so the nodes
+    of other branches go on meanwhile; a run that ends early stops its waiting approvals.
+    """
     futures: dict[str, Any] = {}
     submitted: dict[str, float] = {}  # for a node's total time over its attempts and retry waits
     waiting: dict[asyncio.Future, str] = {}
+    approvals = Approvals()
+    asking: list[asyncio.Future] = []
+    shown: list[asyncio.Future] = []  # result artifacts on their way, off the nodes' critical path
     incident_id = None
     total = len(pipeline.nodes)
-    while True:
-        progressed = True
-        while progressed:
-            progressed = False
-            for node_id in book.ready():
+    try:
+        while True:
+            for node_id in _settle_ready(pipeline, book, ctx):
                 node = pipeline.nodes[node_id]
-                try:
-                    reason = book.skip_reason(node_id, ctx.data())
-                except WhenFailed as exc:
-                    message = ctx.secrets.redact(str(exc))
-                    error = {"message": message, "retryable": False}
-                    book.fail(node_id, node_result(node_id, node.type, errors=[error]), message)
-                    ctx.nodes[node_id] = None
-                    _emit(book, node_id, total)
-                    progressed = True
-                    continue
-                if reason:
-                    book.skipped(node_id, node_result(node_id, node.type, skipped=True, skip_reason=reason))
-                    ctx.nodes[node_id] = None  # a join after it sees this input as null
-                    _emit(book, node_id, total)
-                    progressed = True
-                    continue
-                if node.type == "approval":  # Prefect pauses flow runs, not tasks
-                    book.start(node_id)
-                    result = await wait_for_approval(node, ctx)
-                    book.finish(node_id, result)
-                    ctx.nodes[node_id] = result["output"]
-                    _emit(book, node_id, total)
-                    progressed = True
-                    continue
                 options = pipeline.options(node)
-                the_task = node_task(
-                    node.type,
-                    node_id,
-                    options["retries"],
-                    options["retry_delay_seconds"],
-                    options["timeout_seconds"],
-                )
+                call = NodeCall(node_id, node.type, node.config, ctx, pipeline.dynamic[node_id], options)
                 # the dependency is for the UI's graph; a failed optional upstream must not block
                 upstream = [
                     futures[p]
                     for p in pipeline.predecessors[node_id]
                     if book.state[p] == "done" and p in futures
                 ]
-                future = the_task.submit(
-                    node_id,
-                    node.type,
-                    quote(node.config),
-                    quote(ctx),
-                    pipeline.dynamic[node_id],
-                    quote(options),
-                    wait_for=upstream,
-                )
-                futures[node_id] = future
+                if node.type == "approval":  # Prefect pauses flow runs, not tasks
+                    asked = asyncio.ensure_future(approvals.decide(call, upstream))
+                    asking.append(asked)
+                    waiting[asked] = node_id
+                else:
+                    the_task = node_task(
+                        node.type,
+                        node_id,
+                        options["retries"],
+                        options["retry_delay_seconds"],
+                        options["timeout_seconds"],
+                    )
+                    future = the_task.submit(quote(call), wait_for=upstream)
+                    futures[node_id] = future
+                    waiting[asyncio.wrap_future(future.wrapped_future)] = node_id
                 submitted[node_id] = time.perf_counter()
-                waiting[asyncio.wrap_future(future.wrapped_future)] = node_id
                 book.start(node_id)
-        if not waiting:
-            return incident_id
-        done, _ = await asyncio.wait(list(waiting), return_when=asyncio.FIRST_COMPLETED)
-        for finished in done:
-            node_id = waiting.pop(finished)
+            if not waiting:
+                await _all_shown(shown)
+                return incident_id
+            done, _ = await asyncio.wait(list(waiting), return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                node_id = waiting.pop(finished)
+                node = pipeline.nodes[node_id]
+                total_ms = round((time.perf_counter() - submitted[node_id]) * 1000, 2)
+                if node.type == "approval" and finished.exception() is not None:
+                    # the pause itself failed (the API refused it): the node fails, the run decides
+                    message = ctx.secrets.redact(f"node {node_id!r}: {finished.exception()}")
+                    error = {"message": message, "retryable": False}
+                    failed = node_result(node_id, node.type, errors=[error])
+                    book.fail(node_id, {**failed, "total_ms": total_ms}, message)
+                    ctx.nodes[node_id] = None
+                    _emit(book, node_id, total)
+                    continue
+                if node.type == "approval":
+                    futures[node_id] = finished.result()
+                futures[node_id].wait()  # already done: records the final state on the future
+                state = futures[node_id].state
+                if state.is_completed():
+                    result = {**futures[node_id].result(), "total_ms": total_ms}
+                    book.finish(node_id, result)
+                    shown.append(asyncio.ensure_future(show_result(futures[node_id], result)))
+                    ctx.nodes[node_id] = result["output"]
+                    if node.type == "ingest" and isinstance(result["output"].get("incident"), dict):
+                        ctx.incident = result["output"]["incident"]
+                        incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
+                else:
+                    failed, message = failure(node_id, node.type, state, ctx)
+                    book.fail(node_id, {**failed, "total_ms": total_ms}, message)
+                    ctx.nodes[node_id] = None
+                _emit(book, node_id, total)
+    finally:
+        for question in asking:  # an approval still waiting when the run was cancelled
+            question.cancel()
+
+
+async def _all_shown(shown: list[asyncio.Future]) -> None:
+    failed = [r for r in await asyncio.gather(*shown, return_exceptions=True) if isinstance(r, Exception)]
+    if failed:  # the UI's view of a result matters less than the run
+        get_run_logger().warning("could not show %d node result(s) in the UI: %s", len(failed), failed[0])
+
+
+def _settle_ready(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> list[str]:
+    """Skip or fail the ready nodes that must not run (until none is left); return those to start."""
+    total = len(pipeline.nodes)
+    while True:
+        settled = False
+        to_start = []
+        for node_id in book.ready():
             node = pipeline.nodes[node_id]
-            futures[node_id].wait()  # already done: records the final state on the future
-            state = futures[node_id].state
-            total_ms = round((time.perf_counter() - submitted[node_id]) * 1000, 2)
-            if state.is_completed():
-                result = {**futures[node_id].result(), "total_ms": total_ms}
-                book.finish(node_id, result)
-                ctx.nodes[node_id] = result["output"]
-                if node.type == "ingest" and isinstance(result["output"].get("incident"), dict):
-                    ctx.incident = result["output"]["incident"]
-                    incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
-            else:
-                failed, message = failure(node_id, node.type, state, ctx)
-                book.fail(node_id, {**failed, "total_ms": total_ms}, message)
+            try:
+                reason = book.skip_reason(node_id, ctx.data())
+            except WhenFailed as exc:
+                message = ctx.secrets.redact(str(exc))
+                error = {"message": message, "retryable": False}
+                book.fail(node_id, node_result(node_id, node.type, errors=[error]), message)
                 ctx.nodes[node_id] = None
-            _emit(book, node_id, total)
+                _emit(book, node_id, total)
+                settled = True
+                continue
+            if reason:
+                book.skipped(node_id, node_result(node_id, node.type, skipped=True, skip_reason=reason))
+                ctx.nodes[node_id] = None  # a join after it sees this input as null
+                _emit(book, node_id, total)
+                settled = True
+                continue
+            to_start.append(node_id)
+        if not settled:
+            return to_start
 
 
 def _emit(book: RunBook, node_id: str, total: int) -> None:

@@ -143,6 +143,13 @@ def _seed_lines(node_type: str, output: dict[str, Any]) -> list[str]:
             f"  Incident ID: {output.get('incident_id') if output.get('incident_id') is not None else '-'}",
             f"  Alerts created: {output.get('alerts_created', 0)}",
         ]
+    if node_type == "approval":
+        lines = [
+            f"  Question: {_short(output.get('message') or '-')}",
+            f"  Decision: {output.get('decision')} by {output.get('by') or 'unknown'}"
+            + (" (nobody answered in time)" if output.get("timed_out") else ""),
+        ]
+        return lines + ([f"  Comment: {_short(output['comment'])}"] if output.get("comment") else [])
     return [f"  {key}: {_short(value)}" for key, value in output.items()]
 
 
@@ -222,6 +229,37 @@ def result_text(
     return "\n".join(lines)
 
 
+# a node's output shown on its task run's page is cut here (the stored result keeps it whole)
+MAX_SHOWN_OUTPUT = 8 * 1024
+
+
+def result_markdown(result: dict[str, Any]) -> str:
+    """A node's result on its task run's page in the UI ("Result"): its line, then its output."""
+    text = json.dumps(result.get("output"), indent=1, default=str, ensure_ascii=False)
+    if len(text) > MAX_SHOWN_OUTPUT:
+        text = text[:MAX_SHOWN_OUTPUT] + "\n… (cut here: `pipeline show RUN --json` has all of it)"
+    return f"{result.get('summary') or ''}\n\n```json\n{text}\n```"
+
+
+def rejections(result: dict[str, Any]) -> list[str]:
+    """`approval 'ask' rejected by alice: not now`, for each approval node that said no."""
+    lines = []
+    for node_id, node in result["node_results"].items():
+        output = node.get("output") if node.get("node_type") == "approval" else None
+        if isinstance(output, dict) and output.get("decision") == "rejected":
+            line = f"approval {node_id!r} rejected by {output.get('by') or 'unknown'}"
+            lines.append(line + (f": {output['comment']}" if output.get("comment") else ""))
+    return lines
+
+
+def state_message(result: dict[str, Any]) -> str:
+    """The flow run's final state message: its status (or error) and who rejected what."""
+    status = result["status"]
+    message = f"Pipeline failed: {result['error']}" if status == "failed" else f"Pipeline {status}"
+    rejected = rejections(result)
+    return message + (f" ({'; '.join(rejected)})" if rejected else "")
+
+
 def duration_text(ms: Any) -> str:
     """`35 ms` under a second, `1.2 s` from there: what a person reads at a glance."""
     if not isinstance(ms, int | float):
@@ -279,6 +317,7 @@ def artifact_markdown(pipeline: Pipeline, result: dict[str, Any]) -> str:
         f"# {pipeline.name}: {result['status']}",
         "",
         f"- definition version: `{result['definition_version']}`",
+        f"- definition source: `{result.get('definition_source') or 'unknown'}`",
         f"- trace id: `{result['trace_id']}`",
         f"- duration: {result['duration_ms']:.1f} ms",
         f"- executed: {', '.join(result['executed_nodes']) or 'none'}",

@@ -29,11 +29,19 @@ DEFAULT_ENVIRONMENT = "development"
 class RunRequest:
     """The parameters of one flow run of `run-pipeline` (see `flows.pipeline.run_pipeline`).
 
-    `definition` is a name from definitions/, a path, `block:NAME`, or the whole JSON;
-    `incident_id` runs the pipeline about an incident already in the store;
-    `continue_on_error` lets the other nodes run after a required one failed;
-    `http` is the raw webhook request (headers and body) the receiver kept for a
-    signed format, apart from the payload.
+    The flow's docstring says the same for each (its `Args:` are the descriptions of the
+    Prefect UI's run form): keep the two in step.
+
+    - `definition`: a name from definitions/, a file path, `block:NAME`, or the whole JSON;
+    - `payload`: what the run is about, as sent (an alert webhook body, or any JSON object);
+    - `source`: where the run came from (cli, api, receiver, schedule, ...), a tag of the run;
+    - `environment`: the environment the run is for;
+    - `trace_id`: an id to follow the run by; the flow run id when empty;
+    - `only` / `skip`: the node ids to run only, or to skip;
+    - `incident_id`: runs the pipeline about an incident already in the store;
+    - `continue_on_error`: the other nodes run after a required one failed (status partial);
+    - `http`: the raw webhook request (headers and body) the receiver kept for a signed
+      format, apart from the payload.
     """
 
     definition: str | dict[str, Any]

@@ -1,7 +1,8 @@
 """`pipeline run-stage`: one node of a definition, run here for debugging, without a flow run.
 
-Its upstream outputs come from a past run (`--from-run`): every flow run's summary
-artifact ends with its node outputs (redacted, so secrets read `***`) as a JSON block.
+Its upstream outputs come from a past run (`--from-run`): the node results its tasks
+persisted (`flows.results`), else the JSON block of node outputs that ends every flow
+run's summary artifact (both redacted, so secrets read `***`).
 """
 
 from __future__ import annotations
@@ -39,21 +40,27 @@ async def past_run(ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(payload, node outputs) of a past run named by id, unique id prefix or name."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.sorting import ArtifactSort
 
     from flows.history import resolve_run
+    from flows.past_runs import task_runs_of
+    from flows.results import stored_results
 
     async with get_client() as client:
         flow_run = await resolve_run(client, ref)
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])),
+            sort=ArtifactSort.CREATED_DESC,
         )
+        stored = await stored_results(await task_runs_of(client, flow_run.id))
     payload = (flow_run.parameters or {}).get("payload") or {}
     found = next((a for a in artifacts if a.type == "markdown" and (a.key or "").endswith("-summary")), None)
     data = found.data if found is not None and isinstance(found.data, str) else ""
     match = _FENCE.search(data.split(OUTPUTS_HEADING, 1)[1]) if OUTPUTS_HEADING in data else None
-    if match is None:
+    if match is None and not stored:
         raise UsageError(f"Flow run {ref} kept no node outputs (it ran before outputs were recorded)")
-    outputs = json.loads(match.group(1))
+    outputs = json.loads(match.group(1)) if match is not None else {}
+    outputs.update({node_id: result["output"] for node_id, result in stored.items()})
     return (payload if isinstance(payload, dict) else {}), outputs
 
 

@@ -3,6 +3,7 @@
 Pausing belongs to the flow run (Prefect pauses flows, not tasks), so the flow waits
 for the answer (Prefect UI form or `pipeline approve`) and this module turns the
 answer, or its absence, into the node's output for a `condition` to branch on.
+`run` is never called: `flows.approval` asks, then records the decision as the node's result.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # the question is also the answer form's description and the paused run's state message
+    # (the description below is in definitions/schema.json, regenerated with it)
     message: str = Field(
         default="Approve this run?", description="What the approver is asked (shown in logs)."
     )
@@ -38,9 +41,10 @@ class Config(BaseModel):
 class Answer(BaseModel):
     """The form the approver fills in (the Prefect UI renders it from this model)."""
 
-    approve: bool = Field(default=True, description="Approve (true) or reject (false).")
-    comment: str = Field(default="", description="Why.")
-    by: str = Field(default="", description="Who decides.")
+    # no default: the person chooses, the form never answers for them
+    approve: bool = Field(description="Approve (true) or reject (false).")
+    comment: str = Field(default="", description="Why: kept on the run with the decision.")
+    by: str = Field(default="", description="Who decides (your name or handle).")
 
 
 def outcome(config: Config, answer: Answer | None) -> dict[str, Any]:

@@ -219,5 +219,12 @@ async def _prefect_records(run_id: str) -> dict[str, str]:
         "prefect flow run": flow_run.model_dump_json(),
         "prefect task runs": "\n".join(t.model_dump_json() for t in task_runs),
         "prefect events": "\n".join(e.model_dump_json() for e in events.events),
-        "_counts": json.dumps({"logs": len(logs), "artifacts": len(artifacts), "task_runs": len(task_runs)}),
+        "_counts": json.dumps(
+            {
+                "logs": len(logs),
+                "artifacts": sum(1 for a in artifacts if a.type != "result"),  # the node table, the summary
+                "results": sum(1 for a in artifacts if a.type == "result"),  # one per completed node
+                "task_runs": len(task_runs),
+            }
+        ),
     }

@@ -100,7 +100,8 @@ def test_show_rebuilds_a_failed_run_from_the_api(failed_run):
     assert "Definition: inspect-test" in text and f"Version: {failed_run['definition_version']}" in text
     assert f"Flow run: inspect-test-{failed_run['trace_id'][:8]} (Failed)" in text
     assert "Status: failed" in text
-    assert "--- echo (first) ---\n  echo: host\n  task run: first [echo] Completed in " in text
+    # the stored result: the output's lines, as `pipeline run` prints them, then the summary
+    assert "--- echo (first) ---\n  host: db-01\n  echo: host\n  task run: first [echo] Completed in " in text
     assert (
         "--- fail (second) ---\n  Errors: node 'second': failed: disk on fire\n"
         "  task run: second [fail] Failed in "

@@ -137,6 +137,7 @@ class Sweep:
     store: str
     store_file: bytes
     prefect_db: bytes
+    result_storage: bytes
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +187,8 @@ def sweep(prefect_api: str, tmp_path_factory: pytest.TempPathFactory):
             store=sqlite_dump(store),
             store_file=file_bytes(store, Path(f"{store}-wal")),
             prefect_db=file_bytes(home / "prefect.db", home / "prefect.db-wal"),
+            # node results, and the errors of failed attempts, as Prefect stored them
+            result_storage=file_bytes(*sorted(p for p in (home / "storage").rglob("*") if p.is_file())),
         )
     finally:
         smtp.stop()
@@ -227,6 +230,8 @@ def test_every_definition_ran_dry_and_for_real(sweep):
     for run in real.values():  # the Prefect records swept below are really there
         counts = json.loads(run.records["_counts"])
         assert counts["logs"] > 0 and counts["artifacts"] == 2 and counts["task_runs"] > 0, run.label
+        completed = [n for n in run.result["node_results"].values() if not n["skipped"] and not n["errors"]]
+        assert counts["results"] == len(completed), run.label  # one result artifact per completed node
     assert sweep.store.count("opsflow_incidents: (") == 3  # alert-triage, ai-triage, sweep-all
 
 
@@ -287,9 +292,10 @@ def test_no_typed_in_secret_in_dry_runs(sweep):
 
 
 def test_no_secret_in_the_prefect_database(sweep):
-    """The server's own database: everything Prefect kept, however it kept it."""
+    """The server's own database and the node results in result storage: everything Prefect kept."""
     assert b"run-pipeline" in sweep.prefect_db
-    found = leaks({"prefect.db": sweep.prefect_db}, sweep.secrets)
+    assert b'\\"node_id\\": \\"notify\\"' in sweep.result_storage  # the stored results are read below
+    found = leaks({"prefect.db": sweep.prefect_db, "result storage": sweep.result_storage}, sweep.secrets)
     assert not found, "\n".join(found)
 
 

@@ -247,6 +247,10 @@ def test_pipeline_run_and_show_print_the_lines(prefect_api, hook_url, tmp_path):
     run_id = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("Run ID: "))
     shown = _pipeline("show", run_id, api=prefect_api)
     assert shown.returncode == 0, shown.stderr[-3000:]
-    assert "--- check (mem) ---\n  check: payload.memory.percent 91 ≥ warning 85\n" in shown.stdout
-    assert "--- notify (hook) ---\n  webhook: delivered" in shown.stdout
+    # show prints each node as run did, from the results the run stored
+    for node in ("intelligence (analyze)", "check (mem)", "notify (hook)"):
+        ran = out.split(f"--- {node} ---\n")[1].split("  Duration: ")[0]
+        assert f"--- {node} ---\n{ran}" in shown.stdout, node
+    assert "  check: payload.memory.percent 91 ≥ warning 85\n" in shown.stdout
+    assert "  Driver: webhook\n  Channels attempted: 1\n  Succeeded: 1\n  webhook: delivered" in shown.stdout
     assert "--- transform (quiet) ---\n  (skipped) branch not taken" in shown.stdout
