@@ -27,6 +27,7 @@ from flows.engine_logs import one_line_node_errors  # noqa: E402
 from flows.hooks import HOOKS  # noqa: E402
 from flows.limits import check_value_depth  # noqa: E402
 from flows.node_task import NodeCall, failure, node_task, show_result  # noqa: E402
+from flows.parameters import parameters_for  # noqa: E402
 from flows.progress import emit  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows, state_message  # noqa: E402
 from flows.request import DEFAULT_ENVIRONMENT, DEFAULT_SOURCE, FLOW_NAME, RunRequest  # noqa: E402
@@ -108,6 +109,7 @@ async def run_pipeline(
     pipeline = load_definition(definition)
     _check_ids(pipeline, only, skip)
     check_value_depth(payload, "payload")  # an API caller's payload gets the CLI's limit too
+    params = parameters_for(pipeline, payload)  # every wrong or missing value named, before any node
     run_id = str(flow_run.id) if flow_run.id else None
     request = RunRequest(
         definition=definition,
@@ -128,7 +130,12 @@ async def run_pipeline(
         await tag_flow_run(run_id, pipeline.name, source)
     emit({"state": "started", "run_id": run_id, "trace_id": info.trace_id, "definition": pipeline.name})
     ctx = NodeContext(
-        run=info, payload=request.payload, http=http, secrets=Secrets(), secret_lookup=_read_secret
+        run=info,
+        payload=request.payload,
+        params=params,
+        http=http,
+        secrets=Secrets(),
+        secret_lookup=_read_secret,
     )
     if incident_id is not None:
         ctx.incident = _stored_incident(incident_id)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flows.definition import Pipeline
+from flows.parameters import parameter_lines
+from flows.triggers import trigger_lines
 from nodes.templating import mask_references
 
 RULE = "=" * 60
@@ -52,6 +54,7 @@ def describe_lines(
     ]
     if pipeline.description:
         lines.append(f"Description: {pipeline.description}")
+    lines += parameter_lines(pipeline.definition.parameters) + trigger_lines(pipeline.definition.triggers)
     lines.append(f"Nodes ({len(pipeline.nodes)}):")
     for index, node in enumerate(pipeline.definition.nodes, start=1):
         flags = [] if node.required else ["optional"]

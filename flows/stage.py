@@ -13,6 +13,7 @@ import uuid
 from typing import Any, cast
 
 from flows.definition import Pipeline
+from flows.parameters import parameters_for
 from nodes.errors import UsageError
 
 __all__ = ["OUTPUTS_HEADING", "outputs_markdown", "past_run", "run_stage"]
@@ -87,7 +88,8 @@ def run_stage(
         configured=pipeline.configured(),
         definition_dir=pipeline.directory,
     )
-    ctx = NodeContext(run=info, payload=payload, secrets=Secrets(), secret_lookup=_read_secret)
+    params = parameters_for(pipeline, payload)  # as the flow does: every wrong value named
+    ctx = NodeContext(run=info, payload=payload, params=params, secrets=Secrets(), secret_lookup=_read_secret)
     upstream = pipeline.ancestors(node_id)
     for name, output in (outputs or {}).items():
         if name in upstream:

@@ -1,26 +1,13 @@
 """Typed parameters in the flow: a payload that does not fit fails the run before any node, naming
 every problem; one that fits reaches templates and `when` as `params.<name>`, defaults filled in.
 Against the session's real Prefect server.
-
-These need the flow to call `flows.parameters.parameters_for` (flows/pipeline.py); until it does,
-they are skipped, saying so.
 """
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(autouse=True)
-def _flow_checks_parameters():
-    import flows.pipeline
-
-    if "parameters_for(" not in inspect.getsource(flows.pipeline):
-        pytest.skip("flows/pipeline.py does not call parameters_for yet (the integration step)")
 
 
 def typed(**top) -> dict:

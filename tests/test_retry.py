@@ -93,6 +93,10 @@ def test_a_failed_served_run_runs_again_as_the_same_flow_run(served, cli_run):
     retried = wait_final(failed.id)
     assert retried.state.is_completed(), retried.state
     assert retried.run_count == 2
+    # the node that completed the first time ran once; the failed one ran again
+    from testnodes import CALLS
+
+    assert CALLS[f"{served}-first"] == 1 and CALLS[f"{served}-second"] == 2
     # the run is final now: a second retry is refused, with the reason
     code, _, err = cli_run("retry", failed.name)
     assert code == 2 and "is completed: only a failed, crashed or cancelled run is retried" in err

@@ -16,7 +16,8 @@ def retry(
 ) -> None:
     """Run a failed, crashed or cancelled run of a deployment again (the same flow run, as the UI's Retry).
 
-    Whoever serves its deployment (`pipeline serve`, a worker) picks it up.
+    Whoever serves its deployment (`pipeline serve`, a worker) picks it up; nodes that
+    completed in an earlier attempt are not run again (their stored results are used).
     """
     from flows.prefect_api import run_async
     from flows.retry import retry_run

@@ -19,6 +19,7 @@ from deployments.cli.common import (
     verbose_requested,
 )
 from flows.definition import Pipeline
+from flows.parameters import parameters_for
 
 __all__ = ["run", "run_stage_command"]
 
@@ -75,6 +76,7 @@ def run(
         definition = DEFAULT_ALERT_PIPELINE
     pipeline = load_or_exit(definition or str(config))
     data = payload_from(payload, file, sample)
+    parameters_for(pipeline, data)  # a payload that does not fit: every problem named, exit 2
     only_ids, skip_ids = ids(only), ids(skip)
     both = [i for i in only_ids or [] if i in (skip_ids or [])]
     if both:
@@ -131,6 +133,7 @@ def _previews(pipeline: Pipeline, payload: dict[str, Any]) -> dict[str, list[dic
     ctx = NodeContext(
         run=RunInfo(trace_id="dry-run", definition=pipeline.name, definition_dir=pipeline.directory),
         payload=payload,
+        params=parameters_for(pipeline, payload, strict=False),
         dry_run=True,
     )
     for node in pipeline.definition.nodes:
