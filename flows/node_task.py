@@ -49,7 +49,7 @@ __all__ = [
     "show_result",
 ]
 
-# Prefect spreads each retry delay over ±this fraction of it
+# each retry delay is spread over ±this fraction of it (Prefect's clamped Poisson jitter, see Backoff)
 RETRY_JITTER = 0.5
 _SHORTEST_JITTERED = lower_clamp_multiple(1 + RETRY_JITTER)  # of a planned delay (0.63)
 # the longest a Retry-After hint may stretch one retry delay

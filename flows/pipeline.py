@@ -39,6 +39,9 @@ from nodes.runtime import node_result  # noqa: E402
 
 __all__ = ["FLOW_NAME", "run_pipeline"]
 MAX_CONCURRENT_NODES = 16
+# result artifacts (a node's output on its task run page) sent at once, and the longest the run waits for them
+SHOWING_AT_ONCE = 4
+SHOW_TIMEOUT_SECONDS = 10.0
 
 
 def _flow_run_name() -> str:
@@ -194,6 +197,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
     approvals = Approvals()
     asking: list[asyncio.Future] = []
     shown: list[asyncio.Future] = []  # result artifacts on their way, off the nodes' critical path
+    showing = asyncio.Semaphore(SHOWING_AT_ONCE)
     incident_id = None
     total = len(pipeline.nodes)
     try:
@@ -249,7 +253,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                 if state.is_completed():
                     result = {**futures[node_id].result(), "total_ms": total_ms}
                     book.finish(node_id, result)
-                    shown.append(asyncio.ensure_future(show_result(futures[node_id], result)))
+                    shown.append(asyncio.ensure_future(_show(showing, futures[node_id], result)))
                     ctx.nodes[node_id] = result["output"]
                     if node.type == "ingest" and isinstance(result["output"].get("incident"), dict):
                         ctx.incident = result["output"]["incident"]
@@ -264,10 +268,26 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
             question.cancel()
 
 
+async def _show(showing: asyncio.Semaphore, future: Any, result: dict[str, Any]) -> None:
+    async with showing:
+        await show_result(future, result)
+
+
 async def _all_shown(shown: list[asyncio.Future]) -> None:
-    failed = [r for r in await asyncio.gather(*shown, return_exceptions=True) if isinstance(r, Exception)]
-    if failed:  # the UI's view of a result matters less than the run
-        get_run_logger().warning("could not show %d node result(s) in the UI: %s", len(failed), failed[0])
+    """Wait (a bounded time) for the result artifacts: the UI's view of a result matters less than the run."""
+    if not shown:
+        return
+    done, late = await asyncio.wait(shown, timeout=SHOW_TIMEOUT_SECONDS)
+    for artifact in late:
+        artifact.cancel()
+    failed = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
+    if failed or late:
+        get_run_logger().warning(
+            "%d of %d node result(s) not shown in the UI (%s); `pipeline show` reads them from storage",
+            len(failed) + len(late),
+            len(shown),
+            failed[0] if failed else f"the API took over {SHOW_TIMEOUT_SECONDS:g} s",
+        )
 
 
 def _settle_ready(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> list[str]:

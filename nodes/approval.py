@@ -23,7 +23,6 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # the question is also the answer form's description and the paused run's state message
-    # (the description below is in definitions/schema.json, regenerated with it)
     message: str = Field(
         default="Approve this run?", description="What the approver is asked (shown in logs)."
     )

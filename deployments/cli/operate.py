@@ -42,9 +42,11 @@ def show(
     run_id: Annotated[
         str, typer.Argument(help="Flow run id, unique id prefix or name (see `pipeline runs`).")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rebuilt run result as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the Run result as JSON, with the node results it stored.")
+    ] = False,
 ) -> None:
-    """Show a past run from the Prefect API: state, nodes, task runs, errors and the result table."""
+    """Show a past run as `pipeline run` printed it: each node's stored result, its task run, the table."""
     from flows.past_runs import show_from_cli
 
     typer.echo(show_from_cli(run_id, as_json=as_json))
