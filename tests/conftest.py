@@ -60,7 +60,9 @@ def session_server_log_is_clean():
         # Prefect's own ephemeral SQLite server sometimes fails a state proposal under write
         # contention and logs it; the client retries the proposal (seen once in ~800 tests).
         # Each one allowed is reported at the end of the session with its exception.
-        known = ["Encountered error during state validation"]
+        # Its services also meet SQLite's lock ("database is locked", Prefect issues #15170 and
+        # #10188) while the crash automation's trigger is evaluated: the stall README documents.
+        known = ["Encountered error during state validation", "sqlite3.OperationalError: database is locked"]
         output = _SERVER.output()
         problems = server_log_problems(output, allowed=known)
         _ALLOWED_SERVER_PROBLEMS.extend(p for p in server_log_problems(output) if p not in problems)
