@@ -3,13 +3,11 @@ against a `prefect server start` (SQLite, and PostgreSQL when the machine has it
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 from support.prefect_server import PrefectServer
+from support.serving import served_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -52,21 +51,9 @@ def test_serve_claims_and_runs_deployment_runs_in_process(
     monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
     from prefect.deployments import run_deployment
 
-    from deployments.serve import PipelineServer, register_deployments
-
-    loop = asyncio.new_event_loop()
-    registered = loop.run_until_complete(register_deployments([name]))
-    assert list(registered.values()) == [name]
-    server = PipelineServer(list(registered), poll_seconds=0.2)
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.run(),), daemon=True)
-    thread.start()
-    try:
+    with served_in_process([name]) as registered:
+        assert list(registered.values()) == [name]
         flow_run = run_deployment(f"run-pipeline/{name}", timeout=120, poll_interval=0.2)
-    finally:
-        loop.call_soon_threadsafe(server.stopping.set)
-        thread.join(timeout=60)
-        if not thread.is_alive():
-            loop.close()
     assert flow_run.state.is_completed(), flow_run.state
     assert flow_run.name.startswith(f"{name}-")
     (request, _), *_ = httpserver.log

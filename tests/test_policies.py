@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from pytest_httpserver import HTTPServer
 from support.ports import free_port
+from support.serving import served_in_process
 from support.waiting import wait_for
 from testnodes import TEST_NODE_TYPES
 from werkzeug import Request, Response
@@ -146,18 +147,8 @@ def served(prefect_api, tmp_path, monkeypatch, httpserver: HTTPServer):
     name = f"served-{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.json").write_text(json.dumps(served_definition(name, httpserver.url_for("/hook"))))
     monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
-    loop = asyncio.new_event_loop()
-    registered = loop.run_until_complete(serve.register_deployments([name]))
-    server = serve.PipelineServer(list(registered), poll_seconds=0.2)
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.run(),), daemon=True)
-    thread.start()
-    try:
+    with served_in_process([name]) as registered:
         yield name, next(iter(registered))
-    finally:
-        loop.call_soon_threadsafe(server.stopping.set)
-        thread.join(timeout=60)
-        if not thread.is_alive():
-            loop.close()
 
 
 def test_a_cancelled_run_sends_on_failure_with_status_cancelled(served, httpserver: HTTPServer):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 
 import pytest
+from support.serving import served_in_process
 from testnodes import TEST_NODE_TYPES
 
 import nodes
@@ -46,23 +46,11 @@ def served(prefect_api, tmp_path, monkeypatch):
     """A definition whose second node fails once, served in-process as `pipeline serve` does."""
     for node_type, path in TEST_NODE_TYPES.items():
         monkeypatch.setitem(nodes.NODE_TYPES, node_type, path)
-    from deployments import serve
-
     name = f"retried-{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.json").write_text(json.dumps(definition(name, name)))
     monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
-    loop = asyncio.new_event_loop()
-    registered = loop.run_until_complete(serve.register_deployments([name]))
-    server = serve.PipelineServer(list(registered), poll_seconds=0.2)
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.run(),), daemon=True)
-    thread.start()
-    try:
+    with served_in_process([name]):
         yield name
-    finally:
-        loop.call_soon_threadsafe(server.stopping.set)
-        thread.join(timeout=60)
-        if not thread.is_alive():
-            loop.close()
 
 
 def read(run_id):
