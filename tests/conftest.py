@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -112,21 +111,10 @@ def postgres_admin_url() -> str:
 @pytest.fixture
 def postgres_url(postgres_admin_url: str):
     """A fresh, empty database for one test, dropped afterwards (psycopg URL form)."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
+    from support.databases import fresh_postgres_database
 
-    name = f"opsflow_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    params = conninfo_to_dict(postgres_admin_url)
-    params["dbname"] = name
-    user = params.get("user", "postgres")
-    host = params.get("host", "127.0.0.1")
-    port = params.get("port", 5432)
-    password = f":{params['password']}" if params.get("password") else ""
-    yield f"postgresql+psycopg://{user}{password}@{host}:{port}/{name}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    with fresh_postgres_database(postgres_admin_url) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support.databases import fresh_postgres_database
 from support.prefect_server import PrefectServer
 from test_deploy import BIN, ROOT
 
@@ -108,14 +109,20 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 @pytest.fixture
-def server(tmp_path):
-    prefect = PrefectServer(tmp_path / "prefect-home")
-    prefect.start()
-    try:
-        yield prefect
-    finally:
-        prefect.stop()
-    prefect.assert_clean_log()
+def server(tmp_path, postgres_admin_url):
+    """Prefect's server on PostgreSQL, as the README asks for workers with the crash automation.
+
+    On SQLite Prefect's trigger service, evaluating that automation, holds the database
+    for up to a minute and logs "database is locked" (README, "Crashed runs").
+    """
+    with fresh_postgres_database(postgres_admin_url) as database_url:
+        prefect = PrefectServer(tmp_path / "prefect-home", database_url)
+        prefect.start()
+        try:
+            yield prefect
+        finally:
+            prefect.stop()
+        prefect.assert_clean_log()
 
 
 def test_a_worker_killed_mid_run_leaves_a_crashed_run_whole_incidents_and_a_rerun_completes(
