@@ -178,7 +178,7 @@ def node_block(
         lines += node_lines(node_id, node)
     attempts = node.get("attempts") or 1
     lines.append(
-        f"  Duration: {node['duration_ms']:.1f} ms ({attempts} attempt{'s' if attempts > 1 else ''})"
+        f"  Duration: {duration_text(node['duration_ms'])} ({attempts} attempt{'s' if attempts > 1 else ''})"
     )
     return lines
 
@@ -211,7 +211,7 @@ def result_text(
         f"Config: {config_path}" if config_path else f"Definition: {result['definition']}",
         f"Trace ID: {result['trace_id']}",
         f"Run ID: {result['run_id']}",
-        f"Duration: {result['duration_ms']:.1f} ms",
+        f"Duration: {duration_text(result['duration_ms'])}",
         f"Version: {result['definition_version']}",
         *(header or []),
     ]
