@@ -128,11 +128,22 @@ def test_a_real_alert_reaches_slack_right_and_escaped(tmp_path, httpserver: HTTP
         assert httpserver.log, (
             "no Slack message within 240 s: " + (tmp_path / "services.log").read_text()[-3000:]
         )
+        run_id = _run_of(json.loads(httpserver.log[0][0].data))
+        told = _told_by_prefect(server.api_url, run_id, env)
     finally:
         for proc in reversed(procs):
             _stop(proc)
         log.close()
         server.stop()
+    # what the run says it did, in its Prefect logs and in `pipeline show`: the analysis and the delivery
+    logs, shown_run = told
+    for said in (logs, shown_run):
+        assert "analysis (local): " in said and " — cause: " in said, said[-3000:]
+        assert "slack: delivered" in said, said[-3000:]
+    analysis = next(line for line in logs.splitlines() if "analysis (local): " in line)
+    said = analysis[analysis.index("analysis (local): ") :]
+    assert said[:100] in shown_run  # the same line (`show` clips it shorter)
+    server.assert_clean_log()
     body = json.loads(httpserver.log[0][0].data)
     (tmp_path / "slack-body.json").write_text(json.dumps(body, indent=2))
     texts = [b["text"]["text"] for b in body["blocks"] if "text" in b]
@@ -146,3 +157,43 @@ def test_a_real_alert_reaches_slack_right_and_escaped(tmp_path, httpserver: HTTP
         f"127.0.0.1:{p_port}/graph?g0.expr=opsflow_queue_depth" in shown and "|Source: QueueBacklog>" in shown
     )
     assert "|Prefect flow run>" in shown and "|Silence in Alertmanager>" in shown
+
+
+def _run_of(slack_body: dict) -> str:
+    """The flow run id of the message's "Prefect flow run" link."""
+    links = json.dumps(slack_body)
+    marker = "/flow-runs/flow-run/"
+    assert marker in links, links[:2000]
+    start = links.index(marker) + len(marker)
+    return links[start : start + 36]
+
+
+def _told_by_prefect(api_url: str, run_id: str, env: dict[str, str]) -> tuple[str, str]:
+    """The run's log lines (once it is final and its logs arrived) and `pipeline show RUN`."""
+    import uuid
+
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    lines = ""
+    with SyncPrefectClient(api_url) as client:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            final = client.read_flow_run(uuid.UUID(run_id)).state.is_final()
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(run_id)]))
+            )
+            lines = "\n".join(log.message for log in logs)
+            if final and "slack: delivered" in lines:
+                break
+            time.sleep(0.5)
+    shown = subprocess.run(
+        [str(BIN / "pipeline"), "show", run_id],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    return lines, shown.stdout
