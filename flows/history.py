@@ -42,8 +42,8 @@ def definition_label(definition: Any) -> str:
     return stem.removesuffix(".json") or "unknown"
 
 
-async def tag_flow_run(run_id: str, definition: str, source: str) -> None:
-    """Tag the flow run `opsflow`, its definition and its source, so the UI and `runs -d` find it."""
+async def tag_flow_run(run_id: str, definition: str, source: str, *more: str) -> None:
+    """Tag the flow run `opsflow`, its definition, its source and `more`, so the UI and `runs -d` find it."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -51,7 +51,7 @@ async def tag_flow_run(run_id: str, definition: str, source: str) -> None:
 
     context = FlowRunContext.get()
     current = list(context.flow_run.tags) if context and context.flow_run else []
-    wanted = [t for t in (TAG, definition, source) if t]
+    wanted = [t for t in (TAG, definition, source, *more) if t]
     if all(t in current for t in wanted):
         return
     try:

@@ -82,6 +82,8 @@ async def run_pipeline(
     incident_id: str | None = None,
     continue_on_error: bool = False,
     http: dict[str, Any] | None = None,
+    from_run: str | None = None,
+    from_node: str | None = None,
 ) -> State[dict[str, Any]]:
     """Run an opsflow pipeline definition: each node is a task, the Run result is the flow's result.
 
@@ -104,6 +106,10 @@ async def run_pipeline(
             ends `partial` instead of failed.
         http: The raw webhook request (headers and body) the receiver keeps for a signed
             alert format; empty for other runs.
+        from_run: A past run (id, unique id prefix or name) whose outputs stand in for the
+            nodes not after `from_node`; given with `from_node`.
+        from_node: Start at this node: it and the nodes after it run, the other nodes that
+            completed in `from_run` are not run again.
     """
     from prefect.runtime import flow_run
 
@@ -125,8 +131,14 @@ async def run_pipeline(
         incident_id=incident_id,
         continue_on_error=continue_on_error,
         http=http,
+        from_run=from_run,
+        from_node=from_node,
     )
     info = request.run_info(pipeline, run_id=run_id, ui_url=flow_run.ui_url)
+    if from_run or from_node:
+        from flows.resume import check_resume
+
+        check_resume(pipeline, from_run, from_node)
     if run_id:
         from flows.history import tag_flow_run
 
@@ -143,6 +155,11 @@ async def run_pipeline(
     if incident_id is not None:
         ctx.incident = _stored_incident(incident_id)
     book = RunBook(pipeline, only=only, skip=skip, continue_on_error=continue_on_error)
+    if from_run and from_node:
+        from flows.resume import reuse_past_run
+
+        reused = await reuse_past_run(pipeline, book, ctx, from_run, from_node, on_done=_emit)
+        incident_id = reused or incident_id
     incident_id = await _drive(pipeline, book, ctx) or incident_id
 
     result = {

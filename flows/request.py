@@ -41,7 +41,9 @@ class RunRequest:
     - `incident_id`: runs the pipeline about an incident already in the store;
     - `continue_on_error`: the other nodes run after a required one failed (status partial);
     - `http`: the raw webhook request (headers and body) the receiver kept for a signed
-      format, apart from the payload.
+      format, apart from the payload;
+    - `from_run` / `from_node`: start at node `from_node`, taking the outputs of the
+      nodes not after it from past run `from_run` (`pipeline retry RUN --from NODE`).
     """
 
     definition: str | dict[str, Any]
@@ -54,6 +56,8 @@ class RunRequest:
     incident_id: str | None = None
     continue_on_error: bool = False
     http: dict[str, Any] | None = None
+    from_run: str | None = None
+    from_node: str | None = None
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any] | None) -> RunRequest:

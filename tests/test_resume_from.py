@@ -1,0 +1,123 @@
+"""`pipeline retry RUN --from NODE`: a new run from one node on, the nodes before it taken from the past run.
+
+On the session's Prefect server, for a run `pipeline run` made (the new run runs here)
+and for a served deployment (the new run is a run of the deployment, tagged with the old).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from support.serving import served_in_process
+from test_retry import wait_final
+from testnodes import CALLS, TEST_NODE_TYPES
+
+import nodes
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def definition(name: str) -> dict:
+    """first → second → report; `report` fails once and reads what `first` returned."""
+    return {
+        "name": name,
+        "version": "1.0",
+        "nodes": [
+            {
+                "id": "first",
+                "type": "flaky",
+                "config": {"key": f"{name}-first", "fail_times": 0},
+                "next": "second",
+            },
+            {
+                "id": "second",
+                "type": "flaky",
+                "config": {"key": f"{name}-second", "fail_times": 0},
+                "next": "report",
+            },
+            {
+                "id": "report",
+                "type": "flaky",
+                "config": {"key": f"{name}-report", "fail_times": 1},
+                "retries": 0,
+                "next": "echo",
+            },
+            {"id": "echo", "type": "echo", "config": {"first_calls": "{{ nodes.first.calls }}"}},
+        ],
+    }
+
+
+def test_which_nodes_run_again_from_a_node(monkeypatch):
+    for node_type, path in TEST_NODE_TYPES.items():
+        monkeypatch.setitem(nodes.NODE_TYPES, node_type, path)
+    from flows.definition import load_definition
+    from flows.resume import reran, reused_results
+    from nodes.errors import UsageError
+
+    pipeline = load_definition(definition("plan"))
+    assert reran(pipeline, "second") == {"second", "report", "echo"}
+    stored = {n: {"node_id": n, "node_type": "flaky", "output": {}} for n in ("first", "second")}
+    reused = reused_results(pipeline, "second", stored, "past-id")
+    assert list(reused) == ["first"] and reused["first"]["reused_from"] == "past-id"
+    with pytest.raises(UsageError, match=r"Unknown node id for --from: nope \(nodes: first, second"):
+        reran(pipeline, "nope")
+
+
+def test_a_local_run_starts_again_here_from_the_failed_node(flow, cli_run):
+    name = f"resumed-{uuid.uuid4().hex[:8]}"
+    failed = asyncio.run(flow(definition=definition(name), return_state=True))
+    assert failed.is_failed()
+    past_id = str(failed.state_details.flow_run_id)
+    code, out, err = cli_run("retry", past_id, "--from", "report", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "completed" and result["run_id"] != past_id
+    # first and second did not run again: the past run's outputs stood in, and reached `echo`
+    assert CALLS[f"{name}-first"] == 1 and CALLS[f"{name}-second"] == 1 and CALLS[f"{name}-report"] == 2
+    assert result["node_results"]["first"]["reused_from"] == past_id
+    assert "reused_from" not in result["node_results"]["report"]
+    assert result["node_results"]["echo"]["output"] == {"first_calls": "1"}
+    from test_retry import read
+
+    assert f"resumed-from:{past_id[:8]}" in read(result["run_id"]).tags
+
+
+def test_a_wrong_from_is_refused_before_anything_runs(flow, cli_run):
+    name = f"resumed-{uuid.uuid4().hex[:8]}"
+    failed = asyncio.run(flow(definition=definition(name), return_state=True))
+    code, _, err = cli_run("retry", str(failed.state_details.flow_run_id), "--from", "nope")
+    assert code == 2 and "Unknown node id for --from: nope (nodes: first, second, report, echo)" in err
+    assert CALLS[f"{name}-first"] == 1
+    state = asyncio.run(flow(definition=definition(name), from_node="second", return_state=True))
+    assert state.is_failed() and "from_run and from_node go together" in state.message
+
+
+@pytest.fixture
+def served(prefect_api, tmp_path, monkeypatch):
+    for node_type, path in TEST_NODE_TYPES.items():
+        monkeypatch.setitem(nodes.NODE_TYPES, node_type, path)
+    name = f"resumed-{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.json").write_text(json.dumps(definition(name)))
+    monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
+    with served_in_process([name]):
+        yield name
+
+
+def test_a_served_run_starts_again_as_a_new_run_of_its_deployment(served, cli_run):
+    from prefect.deployments import run_deployment
+
+    failed = run_deployment(f"run-pipeline/{served}", timeout=120, poll_interval=0.2)
+    assert failed.state.is_failed(), failed.state
+    code, out, err = cli_run("retry", failed.name, "--from", "second")
+    assert code == 0, err
+    assert f"started from node second of {failed.name}" in out
+    new_id = out.split("(")[1].split(")")[0]
+    resumed = wait_final(uuid.UUID(new_id))
+    assert resumed.state.is_completed(), resumed.state
+    assert resumed.deployment_id == failed.deployment_id and resumed.id != failed.id
+    assert resumed.parameters["from_run"] == str(failed.id) and resumed.parameters["from_node"] == "second"
+    assert f"resumed-from:{str(failed.id)[:8]}" in resumed.tags
+    assert CALLS[f"{served}-first"] == 1 and CALLS[f"{served}-second"] == 2 and CALLS[f"{served}-report"] == 2
