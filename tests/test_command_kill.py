@@ -138,10 +138,25 @@ def test_the_interpreter_exiting_kills_a_group_its_node_thread_still_runs(tmp_pa
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_the_program_dies_with_a_killed_parent(tmp_path):
-    """SIGKILL leaves the parent no say: the kernel kills the direct child (PR_SET_PDEATHSIG).
-    A grandchild is out of its reach (cleaned up here so the test leaks nothing)."""
+def test_the_program_and_its_grandchild_die_with_a_killed_parent(tmp_path):
+    """SIGKILL leaves the parent no say: the kernel kills the direct child (PR_SET_PDEATHSIG),
+    and the watchdog, seeing its pipe close, stops the rest of the group (the grandchild)."""
     done, (child, grandchild) = drive(tmp_path, "killed")
     assert done.returncode == -9
     assert wait_dead([child]) == []
-    wait_dead([grandchild], seconds=0)
+    assert wait_dead([grandchild]) == []
+
+
+def test_the_watchdog_ends_with_a_process_that_ends_normally(tmp_path):
+    """Nothing is left behind by the safeguard itself: after a run, the watchdog exits too."""
+    import psutil
+
+    def watchdogs() -> set[int]:
+        found = psutil.process_iter(["cmdline"])
+        return {p.pid for p in found if "groups = set()" in " ".join(p.info["cmdline"] or [])}
+
+    before = watchdogs()  # this test process's own, if an earlier test ran a program here
+    done, pids = drive(tmp_path, "exit")
+    assert done.returncode == 0, done.stderr
+    assert wait_dead(pids) == []
+    assert wait_dead(sorted(watchdogs() - before), seconds=5) == []

@@ -3,9 +3,11 @@ the whole group at the deadline, on cancellation, on an error, or when this proc
 
 No orphan outlives a run: the child starts a session of its own (its process group), so one
 `killpg` reaches everything it forked; processes still in the group after the child exits are
-stopped too. The direct child dies with this process (Linux `PR_SET_PDEATHSIG`), and an
-`atexit` hook kills every group still running when the interpreter exits (Prefect turns the
-SIGTERM of a cancelled flow run into an exit). Killing is SIGTERM, then SIGKILL after a grace.
+stopped too. The direct child dies with this process (Linux `PR_SET_PDEATHSIG`), an `atexit`
+hook kills every group still running when the interpreter exits (Prefect turns the SIGTERM
+of a cancelled flow run into an exit), and when this process is SIGKILLed a watchdog
+process stops the groups it left (`nodes.command.watchdog`). Killing is SIGTERM, then
+SIGKILL after a grace.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from nodes.command.watchdog import unwatch, watch
 
 __all__ = ["MAX_LINE_CHARS", "MAX_TAIL_BYTES", "Outcome", "kill_group", "run_process"]
 
@@ -205,6 +209,7 @@ def run_process(
     pgid = proc.pid
     with _GROUPS_LOCK:
         _GROUPS.add(pgid)
+    watch(pgid)
     exited = threading.Event()
     reaped: dict[str, Any] = {}
 
@@ -250,6 +255,7 @@ def run_process(
     finally:
         with _GROUPS_LOCK:
             _GROUPS.discard(pgid)
+        unwatch(pgid)
     for stream in streams:
         stream.thread.join(timeout=_KILL_WAIT_SECONDS)  # a process that left the group may hold it
     stdout, stdout_cut, full = streams[0].result()
