@@ -69,7 +69,9 @@ def test_a_failed_stage_is_fixed_and_the_run_retried_without_repeating_what_comp
     assert code == 0, err
     assert "--- command (deploy) ---\n  Errors: node 'deploy': exit code 3" in shown
     assert STDERR_LINE in shown and "--- command (report) ---\n  (skipped)" in shown
-    assert shown.rstrip().splitlines()[-1].startswith("✗ Pipeline failed: node 'deploy': exit code 3")
+    assert shown.rstrip().endswith(
+        f"✗ Pipeline failed: node 'deploy': exit code 3\nstderr (last 1 lines):\n  {STDERR_LINE}"
+    )
     # the artifact was checked against its schema: valid, with the hash of the file the stage wrote
     code, as_json, err = cli_run("show", str(failed.id), "--json")
     assert code == 0, err
