@@ -94,7 +94,8 @@ def artifacts_of(run_id: str) -> tuple[list[dict], str]:
 
 
 def test_command_stages_report_cpu_peak_rss_and_artifacts(run, cli_run, tmp_path):
-    state, result = run(str(write_pipeline(tmp_path)))
+    path = write_pipeline(tmp_path)
+    state, result = run(str(path))
     assert result["status"] == "partial", result["error"]
     build = result["node_results"]["build"]
     out = build["output"]
@@ -146,6 +147,12 @@ def test_command_stages_report_cpu_peak_rss_and_artifacts(run, cli_run, tmp_path
     code, as_json, err = cli_run("show", result["run_id"], "--json")
     assert code == 0, err
     assert json.loads(as_json)["node_results"]["build"]["output"]["peak_rss_bytes"] == out["peak_rss_bytes"]
+    # and `pipeline run` prints the stage the same way
+    code, printed, err = cli_run("run", "--config", str(path))
+    assert code == 0, err
+    block = printed.split("--- command (build) ---\n")[1].split("\n\n")[0]
+    assert block.startswith("  Command: python3 build.py\n  Exit code: 0\n  Resources: cpu ")
+    assert "\n  Artifact: dist/out.json (valid, " in block and "cwd:" not in block
 
 
 def test_a_failed_stage_shows_the_numbers_its_error_carries():

@@ -102,6 +102,9 @@ def test_a_failed_stage_is_fixed_and_the_run_retried_without_repeating_what_comp
     table = shown.split("Result artifact (")[1].split("\n\n")[0].splitlines()[1:]
     statuses = {row.split()[0]: row.split()[2] for row in table[1:]}
     assert statuses == dict.fromkeys(STAGES, "completed"), table
+    report = shown.split("--- command (report) ---\n")[1].split("\n\n")[0]
+    assert report.startswith("  Command: python3 stages/report.py staging-01 api,worker,web\n  Exit code: 0")
+    assert "\n  Stdout (last line): deployed api,worker,web to staging-01\n" in report
     # deploy took the build's stored output (`--modules 3`) and report took deploy's fresh one
     code, as_json, err = cli_run("show", str(failed.id), "--json")
     nodes = json.loads(as_json)["node_results"]
