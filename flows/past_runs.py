@@ -77,8 +77,11 @@ def _summary(markdown: str) -> dict[str, Any]:
         "duration_ms": r"^- duration: ([\d.]+) ms$",
         "definition_source": r"^- definition source: `(.+)`$",
         "incident_id": r"^- incident: `(.+)`$",
-        "error": r"^\*\*Error:\*\* (.+)$",
     }
+    # the error ends the facts, and may run over lines (a stage's exit code, then its stderr)
+    markdown, marker, error = markdown.partition("\n**Error:** ")
+    if marker and error.rstrip():
+        facts["error"] = error.rstrip()
     for line in markdown.splitlines():
         skipped = re.match(r"^- skipped `([^`]+)`: (.*)$", line)
         if skipped:

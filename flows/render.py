@@ -10,6 +10,16 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from flows.command_report import (
+    artifact_facts,
+    artifacts_of,
+    cpu_text,
+    exit_code_of,
+    measured,
+    resources,
+    result_lines,
+    rss_text,
+)
 from flows.definition import Pipeline
 from flows.parameters import parameter_lines
 from flows.triggers import trigger_lines
@@ -153,6 +163,8 @@ def _seed_lines(node_type: str, output: dict[str, Any]) -> list[str]:
             + (" (nobody answered in time)" if output.get("timed_out") else ""),
         ]
         return lines + ([f"  Comment: {_short(output['comment'])}"] if output.get("comment") else [])
+    if node_type == "command" and "exit_code" in output:
+        return result_lines(output)
     return [f"  {key}: {_short(value)}" for key, value in output.items()]
 
 
@@ -274,8 +286,10 @@ def artifact_rows(pipeline: Pipeline, result: dict[str, Any]) -> list[dict[str, 
     """One row per node for the flow run's table artifact.
 
     A retried node's duration is its last attempt's, followed by the total time it took
-    over every attempt and retry wait.
+    over every attempt and retry wait. A definition with `command` nodes has two more
+    columns, `cpu` and `peak_rss` of each stage's process tree (empty for other nodes).
     """
+    commands = any(node.type == "command" for node in pipeline.definition.nodes)
     rows = []
     for node in pipeline.definition.nodes:
         node_result = result["node_results"].get(node.id)
@@ -298,19 +312,18 @@ def artifact_rows(pipeline: Pipeline, result: dict[str, Any]) -> list[dict[str, 
         tokens: int | str = ""
         if isinstance(usage, dict):
             tokens = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
-        rows.append(
-            {
-                "node": node.id,
-                "type": node.type,
-                "status": status,
-                "summary": summary,
-                "duration": duration,
-                "attempts": attempts,
-                "tokens": tokens,
-                "skip_reason": skip_reason,
-                "error": error,
-            }
-        )
+        row: dict[str, Any] = {
+            "node": node.id,
+            "type": node.type,
+            "status": status,
+            "summary": summary,
+            "duration": duration,
+            "attempts": attempts,
+        }
+        if commands:
+            cpu, rss = resources(node_result) if node.type == "command" else (None, None)
+            row.update(cpu=cpu_text(cpu), peak_rss=rss_text(rss))
+        rows.append({**row, "tokens": tokens, "skip_reason": skip_reason, "error": error})
     return rows
 
 
@@ -330,9 +343,28 @@ def artifact_markdown(pipeline: Pipeline, result: dict[str, Any]) -> str:
     for node_id in result["skipped_nodes"]:
         lines.append(f"- skipped `{node_id}`: {result['node_results'][node_id]['skip_reason']}")
     lines += headline(result)
+    lines += command_stages(pipeline, result)
     if result.get("error"):
         lines += ["", f"**Error:** {result['error']}"]
     return "\n".join(lines)
+
+
+def command_stages(pipeline: Pipeline, result: dict[str, Any]) -> list[str]:
+    """The summary's execution report: each `command` stage that ran, how it ended, its CPU and
+    peak RSS, and its artifacts (path, valid, bytes, sha256)."""
+    lines = []
+    for node in pipeline.definition.nodes:
+        done = result["node_results"].get(node.id)
+        if node.type != "command" or done is None or done["skipped"]:
+            continue
+        code = exit_code_of(done)
+        facts = "failed" if done["errors"] else "completed"
+        facts += f", exit code {code}" if code is not None else ""
+        facts += f" in {duration_text(done['duration_ms'])}" if done.get("duration_ms") else ""
+        used = measured(done)
+        lines.append(f"- `{node.id}`: {facts}" + (f"; {used}" if used else ""))
+        lines += [f"  - artifact `{a.get('path')}`: {artifact_facts(a, '`')}" for a in artifacts_of(done)]
+    return ["", "## Command stages", "", *lines] if lines else []
 
 
 def headline(result: dict[str, Any]) -> list[str]:
