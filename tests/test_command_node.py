@@ -212,7 +212,8 @@ def test_a_failing_exit_code_is_retryable_with_the_last_stderr_lines(tmp_path):
     assert message.splitlines()[0] == "node 'build': exit code 3"
     assert "ValueError: the build broke" in message and "trace line 29" in message
     assert "trace line 5\n" not in message and "last 10 of 31 lines" in message
-    assert info.value.retryable and info.value.details == {"exit_code": 3}
+    assert info.value.retryable and info.value.details["exit_code"] == 3
+    assert info.value.details["cpu_seconds"] is not None  # for the execution report
     finer = {"command": ["python3", name, "3"], "retry_on_exit_codes": [75]}
     with pytest.raises(NodeError) as info:
         command(finer, tmp_path)

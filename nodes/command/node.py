@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -33,6 +32,7 @@ from pydantic import (
 
 from nodes.base import NodeContext, is_secret_setting
 from nodes.command.artifacts import check_artifact, check_schema, load_schema
+from nodes.command.failures import output_text, stage_failed, stage_stopped, usage
 from nodes.command.process import Outcome, run_process
 from nodes.errors import ConfigError, NodeError
 from nodes.templating import has_dynamic, mask_references, resolve
@@ -41,7 +41,6 @@ __all__ = ["Artifact", "Config", "executable_problem", "preview", "resolve_confi
 
 MAX_JSON_STDOUT_BYTES = 16 * 1024 * 1024
 MAX_LOGGED_LINES = 1000
-STDERR_LINES_IN_ERROR = 10
 _PYTHON_NAMES = ("python", "python3")
 _COMMAND0 = (
     "command[0] must be written out, not a {{ }} template or ${...} reference: the executable "
@@ -217,16 +216,16 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     if outcome.leftovers:
         ctx.log.warning("%d process(es) the program left running were stopped", outcome.leftovers)
     if outcome.ended != "exited":
-        raise _stopped(outcome, ctx)
+        raise stage_stopped(outcome, ctx)
     code = outcome.exit_code
     if code not in config.success_codes:
-        raise _failed(code, outcome, config, ctx)
+        raise stage_failed(code, outcome, config.retry_on_exit_codes, ctx)
     out: dict[str, Any] = {
         "argv": shown,
         "cwd": str(cwd),
         "exit_code": code,
-        "stdout": _text(outcome.stdout, ctx),
-        "stderr": _text(outcome.stderr, ctx),
+        "stdout": output_text(outcome.stdout, ctx),
+        "stderr": output_text(outcome.stderr, ctx),
         "stdout_truncated": outcome.stdout_truncated,
         "stderr_truncated": outcome.stderr_truncated,
         "duration_ms": round(outcome.duration_s * 1000, 2),
@@ -235,7 +234,7 @@ def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     }
     if config.output == "json":
         out["parsed"] = ctx.secrets.redact(_parsed(outcome))
-    out["artifacts"] = _artifacts(config, schemas, cwd)
+    out["artifacts"] = _artifacts(config, schemas, cwd, usage(outcome))
     return out
 
 
@@ -296,7 +295,7 @@ def _schema(artifact: Artifact, index: int, base: Path) -> Any:
         raise ConfigError(f"config.artifacts[{index}].schema: {exc}") from None
 
 
-def _artifacts(config: Config, schemas: list[Any], cwd: Path) -> list[dict[str, Any]]:
+def _artifacts(config: Config, schemas: list[Any], cwd: Path, usage: dict[str, Any]) -> list[dict[str, Any]]:
     """Each declared artifact's record; NodeError (not retryable) naming every one that fails."""
     records, problems = [], []
     for artifact, schema in zip(config.artifacts, schemas, strict=True):
@@ -308,7 +307,7 @@ def _artifacts(config: Config, schemas: list[Any], cwd: Path) -> list[dict[str, 
         if problem:
             problems.append(problem)
     if problems:
-        raise NodeError("\n".join(problems), retryable=False, details={"artifacts": records})
+        raise NodeError("\n".join(problems), retryable=False, details={"artifacts": records, **usage})
     return records
 
 
@@ -346,10 +345,6 @@ class _LineLog:
             self.ctx.log.info("… %d more output lines not logged", self.count - MAX_LOGGED_LINES)
 
 
-def _text(data: bytes, ctx: NodeContext) -> str:
-    return ctx.secrets.redact(data.decode("utf-8", "replace"))
-
-
 def _parsed(outcome: Outcome) -> Any:
     if outcome.full_stdout is None:
         raise NodeError(f"stdout is over {MAX_JSON_STDOUT_BYTES} bytes, too large to parse as JSON")
@@ -361,38 +356,3 @@ def _parsed(outcome: Outcome) -> Any:
         raise NodeError("stdout is not JSON: not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise NodeError(f"stdout is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-
-
-def _stderr_lines(outcome: Outcome, ctx: NodeContext) -> str:
-    lines = [line for line in _text(outcome.stderr, ctx).splitlines() if line.strip()]
-    if not lines:
-        return ""
-    shown = [line if len(line) <= 300 else line[:299] + "…" for line in lines[-STDERR_LINES_IN_ERROR:]]
-    of = f" of {len(lines)}" if len(lines) > len(shown) else ""
-    return f"\nstderr (last {len(shown)}{of} lines):\n" + "\n".join(f"  {line}" for line in shown)
-
-
-def _failed(code: int | None, outcome: Outcome, config: Config, ctx: NodeContext) -> NodeError:
-    retryable = config.retry_on_exit_codes is None or code in config.retry_on_exit_codes
-    how = ""
-    if code is not None and code < 0:
-        try:
-            how = f" (killed by {signal.Signals(-code).name})"
-        except ValueError:
-            how = f" (killed by signal {-code})"
-    return NodeError(
-        f"exit code {code}{how}{_stderr_lines(outcome, ctx)}",
-        retryable=retryable,
-        details={"exit_code": code},
-    )
-
-
-def _stopped(outcome: Outcome, ctx: NodeContext) -> NodeError:
-    seconds = f"{outcome.duration_s:.1f} s"
-    if outcome.ended == "timeout":
-        return NodeError(
-            f"timed out after {seconds}: its process group was stopped (SIGTERM, SIGKILL after the grace)"
-            f"{_stderr_lines(outcome, ctx)}",
-            retryable=True,
-        )
-    return NodeError(f"stopped after {seconds}: the attempt was cancelled and its process group killed")
