@@ -12,7 +12,6 @@ from pathlib import Path
 import typer
 
 from flows.definition import Pipeline, definitions_dir, list_definitions, load_definition
-from flows.local_server import configured_api_url
 from nodes import get_node_type
 from nodes.errors import DefinitionError
 from nodes.protocols import required_settings_of
@@ -113,6 +112,8 @@ def _fallback_name(fallback) -> str:
 
 
 def _prefect_api() -> Iterator[tuple[bool, str]]:
+    from flows.local_server import configured_api_url  # here: it brings urllib and ssl
+
     url = configured_api_url()
     if not url:
         home = os.environ.get("PREFECT_HOME", "~/.prefect")
