@@ -6,6 +6,8 @@ record without hiding the original error; a run that did not fail rolls nothing 
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from nodes.errors import DefinitionError
@@ -61,10 +63,13 @@ def test_a_failed_run_undoes_the_completed_nodes_newest_first(run):
     assert outputs["undo_first"]["output"] == {"undoes": "1", "why": "node 'last': failed: deploy broke"}
     assert outputs["undo_second"]["output"] == {"undoes": "2", "status": "failed"}
     # both are tasks of the run, in the UI's graph: each waits on what it undoes, and on the one before
-    runs = {t.name: t for t in task_runs(result["run_id"]) if t.name.startswith("undo")}
-    assert set(runs) == {"undo_first", "undo_second"}
-    waits = {i.id for inputs in runs["undo_first"].task_inputs.values() for i in inputs}
-    assert {runs["undo_second"].id} <= waits
+    every = {t.name: t for t in task_runs(result["run_id"])}
+
+    def waits(name: str) -> set:
+        return {i.id for inputs in every[name].task_inputs.values() for i in inputs}
+
+    assert waits("undo_second") == {every["second"].id}
+    assert waits("undo_first") == {every["first"].id, every["undo_second"].id}
 
 
 def test_a_failing_compensation_is_recorded_and_the_original_error_stays(run):
@@ -137,6 +142,27 @@ def test_skip_and_when_apply_to_compensation_nodes(run):
     assert result["node_results"]["undo_a"]["skip_reason"] == "when: nodes.first.dry is false"
     assert result["node_results"]["undo_b"]["skip_reason"] == "in --skip"
     assert state.message == "Pipeline failed: node 'second': failed: boom"
+
+
+def test_only_applies_to_compensation_nodes(run):
+    state, result = run(pipeline_of(node("last", "fail")), only=["first", "second", "last", "undo_first"])
+    assert result["executed_nodes"] == ["first", "second", "last", "undo_first"]
+    assert result["node_results"]["undo_second"]["skip_reason"] == "not in --only"
+
+
+def test_a_compensation_node_has_its_retries_and_timeout(run):
+    state, result = run(
+        definition(
+            node("first", next="second", on_failure=["undo_a", "undo_b"]),
+            node("second", "fail"),
+            node("undo_a", "flaky", config={"key": f"undo-{uuid.uuid4().hex}", "fail_times": 1}, retries=1),
+            node("undo_b", "sleep", config={"seconds": 30}, timeout_seconds=0.5),
+        )
+    )
+    undo_a, undo_b = result["node_results"]["undo_a"], result["node_results"]["undo_b"]
+    assert undo_a["errors"] == [] and undo_a["attempts"] == 2
+    assert undo_b["errors"][0]["message"] == "node 'undo_b' timed out after 0.5 s"
+    assert result["error"] == "node 'second': failed: boom"
 
 
 def test_a_node_lists_its_compensations_in_the_order_they_run(run):
