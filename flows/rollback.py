@@ -124,7 +124,8 @@ async def _forget(
     missing = [n for n in ids if n not in found]
     if missing:
         get_run_logger().warning(
-            "rollback: no kept result found for %s; a retry of this run may reuse it", ", ".join(missing)
+            "rollback: the kept result of %s could not be marked expired; a retry of this run may reuse it",
+            ", ".join(missing),
         )
     return set(ids)
 

@@ -70,6 +70,13 @@ def test_a_failed_run_undoes_the_completed_nodes_newest_first(run):
 
     assert waits("undo_second") == {every["second"].id}
     assert waits("undo_first") == {every["first"].id, every["undo_second"].id}
+    # the undone nodes' kept results are expired for a retry, yet still read back (`pipeline show`)
+    import asyncio
+
+    from flows.results import stored_results
+
+    kept = asyncio.run(stored_results(every.values()))
+    assert kept["first"]["output"] == {"step": 1} and kept["second"]["output"] == {"step": 2}
 
 
 def test_a_failing_compensation_is_recorded_and_the_original_error_stays(run):
