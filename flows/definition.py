@@ -94,6 +94,12 @@ class Node(BaseModel):
     when: str | None = Field(
         default=None, description="JMESPath over the run context; the node is skipped when it is falsy."
     )
+    # not the definition's own `on_failure` (notify configs sent when any run fails): node ids
+    on_failure: list[str] = Field(
+        default_factory=list,
+        description="Compensation nodes (ids) that undo this node: run, in reverse completion order, "
+        "only when the run fails after this node completed.",
+    )
 
     def next_ids(self) -> list[str]:
         if self.next is None:
@@ -118,7 +124,9 @@ class Definition(BaseModel):
         default_factory=list, description="Notify configs sent when a run completes (also partial)."
     )
     on_failure: list[dict[str, Any]] = Field(
-        default_factory=list, description="Notify configs sent when a run fails or crashes."
+        default_factory=list,
+        description="Notify configs sent when a run fails or crashes (a node's own `on_failure` names "
+        "compensation nodes instead).",
     )
     parameters: dict[ParameterName, Parameter] = Field(
         default_factory=dict,
@@ -148,6 +156,11 @@ class Pipeline:
     @cached_property
     def nodes(self) -> dict[str, Node]:
         return {node.id: node for node in self.definition.nodes}
+
+    @cached_property
+    def compensations(self) -> dict[str, str]:
+        """Each compensation node and the node it undoes (the one naming it in `on_failure`)."""
+        return {comp: node.id for node in self.definition.nodes for comp in node.on_failure}
 
     @property
     def entry(self) -> str:
@@ -193,14 +206,22 @@ class Pipeline:
         }
 
     def ancestors(self, node_id: str) -> set[str]:
-        seen: set[str] = set()
-        stack = list(self.predecessors.get(node_id, []))
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.add(current)
-                stack.extend(self.predecessors.get(current, []))
-        return seen
+        return _closure(self.predecessors, node_id)
+
+    def descendants(self, node_id: str) -> set[str]:
+        return _closure(self.successors, node_id)
+
+
+def _closure(edges: dict[str, list[str]], node_id: str) -> set[str]:
+    """Every node reached from `node_id` over `edges` (not itself, unless on a cycle)."""
+    seen: set[str] = set()
+    stack = list(edges.get(node_id, []))
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(edges.get(current, []))
+    return seen
 
 
 def definition_directory(source: str) -> str | None:

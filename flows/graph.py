@@ -2,13 +2,16 @@
 
 Cycles, nodes unreachable from the entry, `next` naming a missing node, and
 `skip_if_errors` naming a node that is not upstream, each reported with its node.
+A compensation node (named in another node's `on_failure`) is outside the graph: it runs
+only to roll a failed run back (flows.rollback), so it has no edges, in or out.
 """
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING
 
-__all__ = ["edges", "order_problems"]
+__all__ = ["compensation_problems", "edges", "order_problems"]
 
 if TYPE_CHECKING:
     from flows.definition import Definition, Node, Pipeline
@@ -20,12 +23,13 @@ def edges(definition: Definition, known: set[str]) -> tuple[dict[str, list[str]]
     nodes = definition.nodes
     successors: dict[str, list[str]] = {node.id: [] for node in nodes}
     chained = not any(node.next is not None or node.type == "condition" for node in nodes)
+    compensating = {comp for node in nodes for comp in node.on_failure}
     # a duplicate id is reported once, by validation; the chain runs over the distinct ids
-    chain = list(successors)
+    chain = [node_id for node_id in successors if node_id not in compensating]
     position = {node_id: index for index, node_id in enumerate(chain)}
     for node in nodes:
         if chained:
-            index = position[node.id]
+            index = position.get(node.id, len(chain))
             targets = [chain[index + 1]] if index + 1 < len(chain) else []
         else:
             targets = node.next_ids()
@@ -66,7 +70,7 @@ def order_problems(pipeline: Pipeline) -> list[str]:
                 reachable.add(target)
                 stack.append(target)
     for node_id in pipeline.successors:
-        if node_id in reachable:
+        if node_id in reachable or node_id in pipeline.compensations:
             continue
         if not pipeline.predecessors[node_id]:
             # a second root is never run as one: only the first node is the entry
@@ -86,6 +90,61 @@ def order_problems(pipeline: Pipeline) -> list[str]:
             if other not in upstream:
                 problems.append(
                     f"node {node.id!r}: skip_if_errors names {other!r}, which is not upstream of it"
+                )
+    return problems
+
+
+def compensation_problems(definition: Definition, known: set[str]) -> list[str]:
+    """What is wrong with the nodes' `on_failure` lists and the compensation nodes they name.
+
+    A compensation node undoes one node and runs only in a rollback: never the entry, never
+    a `next` or branch target, with no `next` or `on_failure` of its own (a rollback runs
+    each compensation once, alone; a node needing several lists several), and never an
+    approval or a condition (a rollback neither waits for a person nor branches).
+    """
+    problems = []
+    owners: dict[str, str] = {}
+    for node in definition.nodes:
+        for comp in dict.fromkeys(node.on_failure):
+            where = f"node {node.id!r}: on_failure"
+            if node.on_failure.count(comp) > 1:
+                problems.append(f"{where} names {comp!r} twice")
+            if comp not in known:
+                close = difflib.get_close_matches(comp, sorted(known - {node.id}), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{where} names {comp!r}, which is not a node of this definition{hint}")
+            elif comp == node.id:
+                problems.append(f"{where} names the node itself: a compensation node is another node")
+            elif comp in owners:
+                problems.append(
+                    f"node {comp!r}: compensation node of both {owners[comp]!r} and {node.id!r}; "
+                    "a compensation node undoes one node (give each its own)"
+                )
+            else:
+                owners[comp] = node.id
+    by_id = {node.id: node for node in definition.nodes}
+    entry = definition.nodes[0].id if definition.nodes else None
+    for comp, owner in owners.items():
+        node = by_id[comp]
+        where = f"node {comp!r} (a compensation node, in on_failure of {owner!r})"
+        if comp == entry:
+            problems.append(f"{where}: is the first node, the entry; it runs only in a rollback")
+        if node.next is not None:
+            problems.append(f"{where}: has next; it runs alone in a rollback (name several in on_failure)")
+        if node.on_failure:
+            problems.append(f"{where}: has an on_failure of its own; compensations are not chained")
+        if node.type in ("approval", "condition"):
+            problems.append(
+                f"{where}: is {'an' if node.type == 'approval' else 'a'} {node.type}; a rollback "
+                "neither waits for a person nor branches"
+            )
+    for node in definition.nodes:
+        targets = node.next_ids() + (_branch_ids(node) if node.type == "condition" else [])
+        for target in dict.fromkeys(targets):
+            if target in owners and target != node.id:
+                problems.append(
+                    f"node {node.id!r}: next {target!r} is a compensation node (in on_failure of "
+                    f"{owners[target]!r}); it runs only to roll a failed run back, never in the graph"
                 )
     return problems
 

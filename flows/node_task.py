@@ -8,6 +8,8 @@ Each completed node's result (already redacted) is persisted in Prefect's result
 (JSON) under a key made of the flow run id, the node id and a digest of the node's config:
 the UI's task run, `pipeline show` and the run's result read it back, and a flow run retried
 from the UI (same flow run id) finds its completed nodes there and does not run them again.
+A rollback marks the results it undid expired (`forget_results`), so a retry runs those nodes
+again; a compensation node's task always runs (`refresh`), whatever an earlier attempt kept.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ __all__ = [
     "Backoff",
     "NodeCall",
     "failure",
+    "forget_results",
+    "keep_results",
+    "node_digest",
     "node_task",
     "result_key",
     "show_result",
@@ -103,12 +108,16 @@ class NodeCall:
     options: dict[str, Any]
 
     def digest(self) -> str:
-        """The node's definition in 12 hex digits: a changed node is not taken from a past attempt."""
-        text = json.dumps([self.node_type, self.config, self.options], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return node_digest(self.node_type, self.config, self.options)
 
     def __repr__(self) -> str:  # never the context (payload, outputs) in a log line
         return f"NodeCall({self.node_type} {self.node_id})"
+
+
+def node_digest(node_type: str, config: dict[str, Any], options: dict[str, Any]) -> str:
+    """The node's definition in 12 hex digits: a changed node is not taken from a past attempt."""
+    text = json.dumps([node_type, config, options], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def result_key(flow_run_id: str, node_id: str, digest: str) -> str:
@@ -209,7 +218,11 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 @lru_cache(maxsize=1024)
-def node_task(node_type: str, node_id: str, retries: int, delay: float, timeout: float):
+def node_task(
+    node_type: str, node_id: str, retries: int, delay: float, timeout: float, refresh: bool = False
+):
+    """The task of one node; `refresh` runs it even when an earlier attempt kept its result
+    (a compensation node: each rollback undoes again), and keeps the new result in its place."""
     # decorator form: prefect's overloads take options or a function, not both in one call
     return task(
         name=node_type,
@@ -219,8 +232,56 @@ def node_task(node_type: str, node_id: str, retries: int, delay: float, timeout:
         retry_condition_fn=_retryable if retries else None,
         # the timeout is enforced in `_run_node`: Prefect's own costs ~100 ms per task run here
         log_prints=False,
+        refresh_cache=True if refresh else None,
         **PERSISTED,
     )(_run_node)
+
+
+async def keep_results(flow_run_id: str, results: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
+    """Keep these results (id → (digest, result)) as this flow run's own, as its node tasks would.
+
+    For a run from a node of a past run (flows.resume): a retry of it finds them where it finds
+    any completed node's, and a rollback can mark them expired. Returns whose were kept.
+    """
+    from prefect.results import get_result_store
+
+    store = await get_result_store().aupdate_for_task(node_task("node", "node", 0, 0.0, 1.0))
+    kept = []
+    for node_id, (digest, result) in results.items():
+        try:
+            await store.awrite(result, key=result_key(flow_run_id, node_id, digest))
+        except Exception:  # the caller names what was not kept
+            continue
+        kept.append(node_id)
+    return kept
+
+
+async def forget_results(flow_run_id: str, digests: dict[str, str]) -> list[str]:
+    """Mark the kept results of these nodes (id → digest) of this flow run expired; return whose were.
+
+    Prefect's cache lookup takes an expired record for an absent one, so a retry of this
+    flow run runs the nodes again and keeps their new results in place. The old record
+    stays readable: `pipeline show` of the attempt that made it still finds it.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.results import get_result_store
+
+    store = await get_result_store().aupdate_for_task(node_task("node", "node", 0, 0.0, 1.0))
+    forgotten = []
+    for node_id, digest in digests.items():
+        try:
+            record = await store.aread(result_key(flow_run_id, node_id, digest))
+        except Exception:  # nothing kept (or not readable from here): nothing a retry could reuse
+            continue
+        expired = datetime.now(UTC) - timedelta(seconds=1)
+        record.metadata = record.metadata.model_copy(update={"expiration": expired})
+        try:
+            await store.apersist_result_record(record)
+        except Exception:  # the caller names what was not marked; the rollback itself goes on
+            continue
+        forgotten.append(node_id)
+    return forgotten
 
 
 async def show_result(future, result: dict[str, Any]) -> None:

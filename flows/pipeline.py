@@ -31,6 +31,7 @@ from flows.parameters import parameters_for  # noqa: E402
 from flows.progress import emit  # noqa: E402
 from flows.render import artifact_markdown, artifact_rows, state_message  # noqa: E402
 from flows.request import DEFAULT_ENVIRONMENT, DEFAULT_SOURCE, FLOW_NAME, RunRequest  # noqa: E402
+from flows.rollback import roll_back, rollback_note  # noqa: E402
 from flows.runbook import RunBook, WhenFailed  # noqa: E402
 from flows.stage import outputs_markdown  # noqa: E402
 from nodes.base import NodeContext, Secrets  # noqa: E402
@@ -158,9 +159,13 @@ async def run_pipeline(
     if from_run and from_node:
         from flows.resume import reuse_past_run
 
-        reused = await reuse_past_run(pipeline, book, ctx, from_run, from_node, on_done=_emit)
+        reused = await reuse_past_run(
+            pipeline, book, ctx, from_run, from_node, on_done=lambda n: emit(book.event(n))
+        )
         incident_id = reused or incident_id
-    incident_id = await _drive(pipeline, book, ctx) or incident_id
+    futures: dict[str, Any] = {}
+    incident_id = await _drive(pipeline, book, ctx, futures) or incident_id
+    await roll_back(pipeline, book, ctx, futures)
 
     result = {
         "trace_id": info.trace_id,
@@ -180,8 +185,8 @@ async def run_pipeline(
     }
     result = ctx.secrets.redact(result)
     await _attach_artifacts(pipeline, result)
-    if book.status == "failed":
-        return Failed(message=state_message(result), data=result)
+    if book.status == "failed":  # the original error first; what the rollback did after it
+        return Failed(message=state_message(result) + rollback_note(pipeline, book), data=result)
     return Completed(message=state_message(result), data=result)
 
 
@@ -202,13 +207,13 @@ def _check_ids(pipeline: Pipeline, only: list[str] | None, skip: list[str] | Non
         )
 
 
-async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | None:
+async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext, futures: dict[str, Any]) -> str | None:
     """Submit nodes as their predecessors finish; collect results until nothing runs.
 
     An approval node waits for its answer in an asyncio task of its own, so the nodes
     of other branches go on meanwhile; a run that ends early stops its waiting approvals.
+    `futures` gets each node's task future (a rollback's compensations wait on them).
     """
-    futures: dict[str, Any] = {}
     submitted: dict[str, float] = {}  # for a node's total time over its attempts and retry waits
     waiting: dict[asyncio.Future, str] = {}
     approvals = Approvals()
@@ -216,7 +221,6 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
     shown: list[asyncio.Future] = []  # result artifacts on their way, off the nodes' critical path
     showing = asyncio.Semaphore(SHOWING_AT_ONCE)
     incident_id = None
-    total = len(pipeline.nodes)
     try:
         while True:
             for node_id in _settle_ready(pipeline, book, ctx):
@@ -261,7 +265,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     failed = node_result(node_id, node.type, errors=[error])
                     book.fail(node_id, {**failed, "total_ms": total_ms}, message)
                     ctx.nodes[node_id] = None
-                    _emit(book, node_id, total)
+                    emit(book.event(node_id))
                     continue
                 if node.type == "approval":
                     futures[node_id] = finished.result()
@@ -279,7 +283,7 @@ async def _drive(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> str | N
                     failed, message = failure(node_id, node.type, state, ctx)
                     book.fail(node_id, {**failed, "total_ms": total_ms}, message)
                     ctx.nodes[node_id] = None
-                _emit(book, node_id, total)
+                emit(book.event(node_id))
     finally:
         for question in asking:  # an approval still waiting when the run was cancelled
             question.cancel()
@@ -309,7 +313,6 @@ async def _all_shown(shown: list[asyncio.Future]) -> None:
 
 def _settle_ready(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> list[str]:
     """Skip or fail the ready nodes that must not run (until none is left); return those to start."""
-    total = len(pipeline.nodes)
     while True:
         settled = False
         to_start = []
@@ -322,34 +325,18 @@ def _settle_ready(pipeline: Pipeline, book: RunBook, ctx: NodeContext) -> list[s
                 error = {"message": message, "retryable": False}
                 book.fail(node_id, node_result(node_id, node.type, errors=[error]), message)
                 ctx.nodes[node_id] = None
-                _emit(book, node_id, total)
+                emit(book.event(node_id))
                 settled = True
                 continue
             if reason:
                 book.skipped(node_id, node_result(node_id, node.type, skipped=True, skip_reason=reason))
                 ctx.nodes[node_id] = None  # a join after it sees this input as null
-                _emit(book, node_id, total)
+                emit(book.event(node_id))
                 settled = True
                 continue
             to_start.append(node_id)
         if not settled:
             return to_start
-
-
-def _emit(book: RunBook, node_id: str, total: int) -> None:
-    result = book.results[node_id]
-    emit(
-        {
-            "node_id": node_id,
-            "node_type": result["node_type"],
-            "state": book.state[node_id],
-            "index": len(book.results),
-            "total": total,
-            "duration_ms": result["duration_ms"],
-            "skip_reason": result["skip_reason"],
-            "error": result["errors"][0]["message"] if result["errors"] else None,
-        }
-    )
 
 
 async def _attach_artifacts(pipeline: Pipeline, result: dict[str, Any]) -> None:

@@ -6,6 +6,10 @@ stands in for it, so what it did (a page sent, an incident stored) is not done t
 node that did not complete there (it failed, or the run never reached it) is decided
 afresh, as in any run: an upstream node that failed runs again, since the chosen node
 needs its output.
+
+The results taken are kept as the new run's own (as its node tasks keep theirs): a retry
+of the new run finds them there like any completed node's, not in the past run, and a
+rollback in the new run marks them expired like any other, so a retry runs them again.
 """
 
 from __future__ import annotations
@@ -92,17 +96,23 @@ async def reuse_past_run(
     ctx: NodeContext,
     from_run: str,
     from_node: str,
-    on_done: Callable[[RunBook, str, int], None],
+    on_done: Callable[[str], None],
 ) -> str | None:
     """Mark the nodes the past run's results stand in for done, as if they had run; tag the run.
 
-    Returns the incident id a reused ingest stored. `on_done` reports each node as the flow
+    Only on the run's first attempt: a retry of it (run count > 1) has these results as its own
+    (see the module's docstring), so nothing is taken from the past run again. Returns the
+    incident id a reused ingest stored. `on_done(node_id)` reports each node as the flow
     reports a finished one.
     """
     from prefect import get_run_logger
+    from prefect.runtime import flow_run
 
     from flows.history import tag_flow_run
+    from flows.node_task import keep_results, node_digest
 
+    if (flow_run.run_count or 1) > 1:
+        return None
     past, stored = await stored_results_of(from_run)
     reused = reused_results(pipeline, from_node, stored, str(past.id))
     if ctx.run.run_id:
@@ -114,7 +124,17 @@ async def reuse_past_run(
         if result["node_type"] == "ingest" and isinstance(result["output"].get("incident"), dict):
             ctx.incident = result["output"]["incident"]
             incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
-        on_done(book, node_id, len(pipeline.nodes))
+        on_done(node_id)
+    if ctx.run.run_id and reused:
+        nodes = pipeline.nodes
+        digests = {n: node_digest(nodes[n].type, nodes[n].config, pipeline.options(nodes[n])) for n in reused}
+        kept = await keep_results(ctx.run.run_id, {n: (digests[n], reused[n]) for n in reused})
+        if len(kept) < len(reused):
+            get_run_logger().warning(
+                "could not keep the results taken from run %s for %s: a retry of this run runs them again",
+                past.name,
+                ", ".join(n for n in reused if n not in kept),
+            )
     get_run_logger().info(
         "starting at node %r of run %s: %s taken from it",
         from_node,

@@ -4,7 +4,8 @@ A node becomes ready once all its predecessors have finished. Before it starts i
 be skipped: the run already failed, `--only`/`--skip`, a branch not taken (every
 incoming edge is dead: a condition chose another branch, or did not run at all),
 `skip_if_errors`, or a falsy `when`. A skipped or failed node's output is null to
-the nodes after it (a join sees the inputs that did run).
+the nodes after it (a join sees the inputs that did run). A compensation node is
+never ready: it runs only in a rollback (flows.rollback).
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ class RunBook:
 
     def ready(self) -> list[str]:
         """Pending nodes whose predecessors have all finished, in definition order."""
+        compensations = self.pipeline.compensations
         return [
             node_id
             for node_id, state in self.state.items()
             if state == "pending"
+            and node_id not in compensations
             and all(
                 self.state[p] in ("done", "failed", "skipped") for p in self.pipeline.predecessors[node_id]
             )
@@ -79,14 +82,19 @@ class RunBook:
         failed = [other for other in node.skip_if_errors if self.state.get(other) == "failed"]
         if failed:
             return f"skip_if_errors: {', '.join(failed)} failed"
-        if node.when is not None:
-            try:
-                value = search(node.when, data)
-            except ValueError as exc:
-                raise WhenFailed(f"node {node_id!r}: when: {exc}") from None
-            if not truthy(value):
-                return f"when: {node.when} is false"
-        return None
+        return _when_reason(node_id, node.when, data)
+
+    def rollback_skip_reason(self, node_id: str, data: dict[str, Any]) -> str | None:
+        """Why compensation node `node_id` must not run in this rollback, or None to run it.
+
+        `--only`/`--skip` and `when` apply as to any node; a broken `when` raises WhenFailed.
+        """
+        node = self.pipeline.nodes[node_id]
+        if self.only is not None and node_id not in self.only:
+            return "not in --only"
+        if node_id in self.skip:
+            return "in --skip"
+        return _when_reason(node_id, node.when, data)
 
     def _condition_idle(self, node_id: str) -> bool:
         """A condition that was skipped or failed: it chose no branch, so none runs."""
@@ -145,3 +153,28 @@ class RunBook:
 
     def skipped_ids(self) -> list[str]:
         return [node_id for node_id, state in self.state.items() if state == "skipped"]
+
+    def event(self, node_id: str) -> dict[str, Any]:
+        """The progress event (flows.progress) of a node that just finished, failed or was skipped."""
+        result = self.results[node_id]
+        return {
+            "node_id": node_id,
+            "node_type": result["node_type"],
+            "state": self.state[node_id],
+            "index": len(self.results),
+            "total": len(self.pipeline.nodes),
+            "duration_ms": result["duration_ms"],
+            "skip_reason": result["skip_reason"],
+            "error": result["errors"][0]["message"] if result["errors"] else None,
+        }
+
+
+def _when_reason(node_id: str, when: str | None, data: dict[str, Any]) -> str | None:
+    """`when: ... is false` when the guard is falsy; WhenFailed when it raises."""
+    if when is None:
+        return None
+    try:
+        value = search(when, data)
+    except ValueError as exc:
+        raise WhenFailed(f"node {node_id!r}: when: {exc}") from None
+    return None if truthy(value) else f"when: {when} is false"

@@ -15,7 +15,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 
 from flows.checks import config_problems, expression_problems
 from flows.definition import SCHEMA_VERSION, Definition, Node, Pipeline, canonical_hash, definition_directory
-from flows.graph import edges, order_problems
+from flows.graph import compensation_problems, edges, order_problems
 from flows.limits import MAX_NODES, LimitError, check_value_depth
 from flows.triggers import trigger_problems
 from nodes import get_node_type
@@ -58,6 +58,7 @@ def validate_definition(raw: dict[str, Any], *, source: str = "inline", name: st
     problems.extend(trigger_problems(definition.triggers, definition.parameters))
     successors, graph_problems = edges(definition, seen)
     problems.extend(graph_problems)
+    problems.extend(compensation_problems(definition, seen))
     pipeline = Pipeline(
         definition=definition,
         name=name or definition.name or "inline",
