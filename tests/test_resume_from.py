@@ -20,8 +20,8 @@ import nodes
 pytestmark = pytest.mark.timeout(240)
 
 
-def definition(name: str) -> dict:
-    """first → second → report; `report` fails once and reads what `first` returned."""
+def definition(name: str, report_failures: int = 1) -> dict:
+    """first → second → report → echo; `report` fails `report_failures` times; `echo` shows `first`."""
     return {
         "name": name,
         "version": "1.0",
@@ -41,7 +41,7 @@ def definition(name: str) -> dict:
             {
                 "id": "report",
                 "type": "flaky",
-                "config": {"key": f"{name}-report", "fail_times": 1},
+                "config": {"key": f"{name}-report", "fail_times": report_failures},
                 "retries": 0,
                 "next": "echo",
             },
@@ -97,16 +97,17 @@ def test_a_wrong_from_is_refused_before_anything_runs(flow, cli_run):
 
 @pytest.fixture
 def served(prefect_api, tmp_path, monkeypatch):
+    """A definition whose `report` fails twice, served in-process as `pipeline serve` does."""
     for node_type, path in TEST_NODE_TYPES.items():
         monkeypatch.setitem(nodes.NODE_TYPES, node_type, path)
     name = f"resumed-{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.json").write_text(json.dumps(definition(name)))
+    (tmp_path / f"{name}.json").write_text(json.dumps(definition(name, report_failures=2)))
     monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
     with served_in_process([name]):
         yield name
 
 
-def test_a_served_run_starts_again_as_a_new_run_of_its_deployment(served, cli_run):
+def test_a_served_run_starts_again_as_a_new_run_of_its_deployment_which_retries_from_its_own(served, cli_run):
     from prefect.deployments import run_deployment
 
     failed = run_deployment(f"run-pipeline/{served}", timeout=120, poll_interval=0.2)
@@ -116,8 +117,18 @@ def test_a_served_run_starts_again_as_a_new_run_of_its_deployment(served, cli_ru
     assert f"started from node second of {failed.name}" in out
     new_id = out.split("(")[1].split(")")[0]
     resumed = wait_final(uuid.UUID(new_id))
-    assert resumed.state.is_completed(), resumed.state
+    assert resumed.state.is_failed(), resumed.state  # report's second failure
     assert resumed.deployment_id == failed.deployment_id and resumed.id != failed.id
     assert resumed.parameters["from_run"] == str(failed.id) and resumed.parameters["from_node"] == "second"
     assert f"resumed-from:{str(failed.id)[:8]}" in resumed.tags
     assert CALLS[f"{served}-first"] == 1 and CALLS[f"{served}-second"] == 2 and CALLS[f"{served}-report"] == 2
+    # the new run retried (the same flow run): `first`, taken from the past run, is its own now
+    code, _, err = cli_run("retry", new_id)
+    assert code == 0, err
+    retried = wait_final(uuid.UUID(new_id))
+    assert retried.state.is_completed(), retried.state
+    assert CALLS[f"{served}-first"] == 1 and CALLS[f"{served}-second"] == 2 and CALLS[f"{served}-report"] == 3
+    from flows.past_runs import read_run
+
+    shown = asyncio.run(read_run(new_id))
+    assert shown["node_results"]["echo"]["output"] == {"first_calls": "1"}
