@@ -81,10 +81,15 @@ def describe_lines(
             lines.append(f"     when: {node.when}")
         if node.skip_if_errors:
             lines.append(f"     skip_if_errors: {', '.join(node.skip_if_errors)}")
+        if node.on_failure:
+            lines.append(f"     on_failure (compensation): {', '.join(node.on_failure)}")
         if skipped and node.id in skipped:
             lines.append(f"     skipped: {skipped[node.id]}")
-        targets = pipeline.successors[node.id]
-        lines.append(f"     → next: {', '.join(targets)}" if targets else "     → end")
+        if node.id in pipeline.compensations:
+            lines.append(f"     → runs only in a rollback (undoes {pipeline.compensations[node.id]})")
+        else:
+            targets = pipeline.successors[node.id]
+            lines.append(f"     → next: {', '.join(targets)}" if targets else "     → end")
     names = pipeline.settings
     if names:
         lines.append("Settings:")

@@ -125,3 +125,12 @@ def test_a_release_goes_live_and_one_that_does_not_come_up_is_rolled_back(prefec
     told = done.stderr + done.stdout
     assert "release: 1.3.0 failed in development" in told
     assert "rolled back: rollback, remove_build" in told
+
+
+def test_describe_shows_which_nodes_undo_which(cli_run):
+    code, out, err = cli_run("describe", str(ROOT / "definitions" / "examples" / "release.json"))
+    assert code == 0, err
+    deploy = out.split("[command] deploy\n")[1].split("\n  6.")[0]
+    assert "     on_failure (compensation): rollback\n     → next: verify" in deploy
+    rollback = out.split("[command] rollback\n")[1]
+    assert "     → runs only in a rollback (undoes deploy)" in rollback.split("\n  10.")[0]
