@@ -84,7 +84,8 @@ async def _beat_since(client, run_id: UUID, since: datetime) -> bool:
 
     page = await client.read_events(
         EventFilter(
-            occurred=EventOccurredFilter(since=since),  # type: ignore[arg-type] # pydantic takes datetimes
+            # until far ahead: a worker whose clock runs fast is still heard (the default is now)
+            occurred=EventOccurredFilter(since=since, until=since + timedelta(days=1)),  # type: ignore[arg-type]
             event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
             resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
         ),
