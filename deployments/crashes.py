@@ -133,11 +133,11 @@ async def database_is_sqlite(client, flow_name: str | None = None) -> bool | Non
     return not await found(name.replace("-", "\\-"))
 
 
-async def set_up_crash_detection(client, log) -> bool:
+async def set_up_crash_detection(client, log, flow_name: str | None = None) -> bool:
     """The automation on PostgreSQL (or when the database cannot be told); True when this
     process must watch heartbeats instead (SQLite), after removing an automation made before."""
     try:
-        sqlite = await database_is_sqlite(client)
+        sqlite = await database_is_sqlite(client, flow_name)
     except Exception as exc:  # noqa: BLE001 - the automation is the safe default
         sqlite = None
         log.warning("could not tell the Prefect server's database (%s); using the crash automation", exc)

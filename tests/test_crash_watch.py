@@ -8,6 +8,7 @@ check, so a test sees "35 s later" without waiting for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -51,7 +52,7 @@ def test_the_session_server_is_told_to_be_on_sqlite_and_an_unknown_flow_tells_no
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(300)
-def test_a_server_on_postgresql_is_told_apart_and_keeps_the_automation(postgres_url, tmp_path):
+def test_a_server_on_postgresql_is_told_apart_and_keeps_the_automation(postgres_url, tmp_path, caplog):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from support.prefect_server import PrefectServer
@@ -69,14 +70,20 @@ def test_a_server_on_postgresql_is_told_apart_and_keeps_the_automation(postgres_
                     return watch, len(await client.read_automations_by_name(crash_automation()["name"]))
 
             assert asyncio.run(set_up()) == (False, 1)  # no watcher: the automation does it there
+
+            async def cannot_tell() -> bool:
+                async with get_client() as client:
+                    return await set_up_crash_detection(client, _quiet(), flow_name="never-registered")
+
+            with caplog.at_level(logging.INFO, logger=_quiet().name):
+                assert asyncio.run(cannot_tell()) is False  # the automation, and why
+            assert "database could not be told apart; using the crash automation" in caplog.text
     finally:
         server.stop()
     server.assert_clean_log()
 
 
-def _quiet():
-    import logging
-
+def _quiet() -> logging.Logger:
     return logging.getLogger("opsflow.tests.crash-watch")
 
 
@@ -88,6 +95,7 @@ def test_the_watcher_marks_silent_running_runs_and_skips_fresh_beating_own_and_f
     from deployments.heartbeats import _beat_since, _propose_crashed, mark_silent_runs
 
     flow = Flow(fn=lambda: None, name=f"crash-watch-{uuid.uuid4().hex[:8]}")
+    other = Flow(fn=lambda: None, name=f"someone-elses-{uuid.uuid4().hex[:8]}")
     ahead = datetime.now(UTC) + timedelta(seconds=200)  # the check as it runs 200 s from now
 
     async def scenario() -> dict:
@@ -102,6 +110,7 @@ def test_the_watcher_marks_silent_running_runs_and_skips_fresh_beating_own_and_f
                     ("crashed-by-another", Crashed(message="marked by another watcher")),
                 ]
             }
+            foreign = (await client.create_flow_run(other, state=Running())).id
             beat = {
                 "id": str(uuid.uuid4()),
                 "occurred": (ahead - timedelta(seconds=10)).isoformat(),
@@ -117,23 +126,29 @@ def test_the_watcher_marks_silent_running_runs_and_skips_fresh_beating_own_and_f
             else:
                 raise AssertionError("the heartbeat never became readable")
             watch = {"flow_name": flow.name, "skip": {runs["own"]}}
+            # events are readable up to 5 s late: silent for the window + 4 s is not yet enough
+            since = (await client.read_flow_run(runs["silent"])).state.timestamp
+            edge = since + timedelta(seconds=WINDOW + 4)
             result = {
                 "now": await mark_silent_runs(client, WINDOW, **watch),  # all entered Running just now
-                "later": await mark_silent_runs(client, WINDOW, now=ahead, **watch),
+                "edge": await mark_silent_runs(client, WINDOW, now=edge, **watch),
+                "later": await mark_silent_runs(client, WINDOW, now=edge + timedelta(seconds=2), **watch),
                 "again": await mark_silent_runs(client, WINDOW, now=ahead, **watch),
                 "race": await _propose_crashed(client, runs["crashed-by-another"], "a second watcher"),
             }
+            runs["foreign"] = foreign
             states = {name: (await client.read_flow_run(run_id)).state for name, run_id in runs.items()}
             return {"runs": runs, "states": states, **result}
 
     done = asyncio.run(scenario())
     runs, states = done["runs"], done["states"]
-    assert done["now"] == []
+    assert done["now"] == [] and done["edge"] == []
     assert done["later"] == [runs["silent"]]
     assert done["again"] == []  # already Crashed: not Running any more
     assert done["race"] is False  # Prefect aborts Crashed over a final state
     assert states["silent"].is_crashed()
     assert states["silent"].message == MESSAGE
     assert states["beating"].is_running() and states["own"].is_running()
+    assert states["foreign"].is_running()  # another flow's run: not opsflow's to mark
     assert states["done"].is_completed()
     assert states["crashed-by-another"].message == "marked by another watcher"
