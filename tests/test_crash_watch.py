@@ -152,3 +152,11 @@ def test_the_watcher_marks_silent_running_runs_and_skips_fresh_beating_own_and_f
     assert states["foreign"].is_running()  # another flow's run: not opsflow's to mark
     assert states["done"].is_completed()
     assert states["crashed-by-another"].message == "marked by another watcher"
+
+
+def test_pipeline_serve_watches_on_the_sqlite_session_server_and_not_when_switched_off(prefect_api):
+    from deployments.serve import _crash_detection
+
+    assert asyncio.run(_is_sqlite(create="run-pipeline")) is True
+    assert asyncio.run(_crash_detection(True)) is True  # the watch, not the automation
+    assert asyncio.run(_crash_detection(False)) is False  # OPSFLOW_CRASH_AUTOMATION=off: neither
