@@ -138,11 +138,11 @@ async def set_up_crash_detection(client, log, flow_name: str | None = None) -> b
     process must watch heartbeats instead (SQLite), after removing an automation made before."""
     try:
         sqlite = await database_is_sqlite(client, flow_name)
+        why = f"no flow {flow_name or 'run-pipeline'!r} to tell it by"
     except Exception as exc:  # noqa: BLE001 - the automation is the safe default
-        sqlite = None
-        log.warning("could not tell the Prefect server's database (%s); using the crash automation", exc)
+        sqlite, why = None, f"reading flows failed: {exc}"
     if sqlite is None:
-        log.info("the Prefect server's database could not be told apart; using the crash automation")
+        log.warning("the Prefect server's database could not be told (%s); using the crash automation", why)
     if sqlite:
         if await remove_crash_automation(client):
             log.info("crash automation removed: on SQLite its evaluation stalls the server")
