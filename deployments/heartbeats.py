@@ -116,7 +116,7 @@ async def watch_heartbeats(
                     mark_silent_runs(client, window, skip=set(own_runs())), timeout=every * 3
                 )
             except Exception as exc:  # noqa: BLE001 - serving goes on; the next check tries again
-                log.warning("could not check flow-run heartbeats: %s", exc)
+                log.warning("could not check flow-run heartbeats: %s", str(exc) or type(exc).__name__)
             else:
                 for run_id in marked:
                     log.warning("flow run %s marked Crashed: no heartbeat for %d s", run_id, window)
