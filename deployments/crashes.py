@@ -7,10 +7,10 @@ Running forever and nobody is told. Every flow run sends a heartbeat event every
 - on PostgreSQL, the automation in deployments/crashed-runs.json, evaluated by the
   server's trigger services (on in `prefect server start`); it covers workers even when
   no `pipeline serve` runs.
-- on SQLite, those services hold the database for up to a minute while they evaluate it
-  (bench/latency.py: one alert of 30 took 61 s to be accepted with the automation, none
-  over 1.2 s without), so `pipeline serve` removes it and watches the heartbeats itself
-  (deployments.heartbeats), with reads only.
+- on SQLite, those services were seen holding the database for up to a minute while they
+  evaluate it ("database is locked" in the server's log), so `pipeline serve` removes it
+  and watches the heartbeats itself (deployments.heartbeats), with reads only. (Prefect's
+  other services stall SQLite too, without it: README, "Runs whose worker dies".)
 
 Prefect's API masks the database URL (`GET /admin/settings` answers "**********"), so the
 database is told by how it matches names: PostgreSQL's LIKE takes a backslash as its
