@@ -209,8 +209,9 @@ class PipelineServer:
 async def _tell_crashed_runs(client, since: datetime) -> datetime:
     """Send `on_failure` for opsflow runs that ended Crashed since `since`; returns the next `since`.
 
-    A run whose process died is marked Crashed by the heartbeat automation, and no hook of
-    its own can run. Several servers may look at once: a claim per run attempt lets one tell it.
+    A run whose process died is marked Crashed by the heartbeat automation (on SQLite, by
+    deployments.heartbeats), and no hook of its own can run. Several servers may look at
+    once: a claim per run attempt lets one tell it.
     """
     from prefect.client.schemas.filters import (
         FlowFilter,
@@ -249,35 +250,25 @@ async def _tell_crashed_runs(client, since: datetime) -> datetime:
     return checked_at - timedelta(seconds=CRASH_CHECK_SECONDS)
 
 
-async def _watch_for_crashes() -> None:
-    """The automation that ends runs Crashed when this process dies mid-run (deployments.crashes)."""
+async def _crash_detection(wanted: bool) -> bool:
+    """Set up deployments.crashes; True when this process must watch heartbeats (SQLite).
+
+    Switched off, an automation an earlier serve made is removed: it would go on stalling
+    a SQLite server.
+    """
     from prefect.client.orchestration import get_client
 
-    from deployments.crashes import ensure_crash_automation
+    from deployments.crashes import remove_crash_automation, set_up_crash_detection
 
     try:
         async with get_client() as client:
-            done = await ensure_crash_automation(client)
+            if wanted:
+                return await set_up_crash_detection(client, log)
+            if await remove_crash_automation(client):
+                log.info("crash detection automation removed (OPSFLOW_CRASH_AUTOMATION=off)")
     except Exception as exc:  # noqa: BLE001 - serving goes on; the runs just lack the safety net
         log.warning("could not set up crash detection (runs of a killed process stay Running): %s", exc)
-        return
-    log.info("crash detection automation %s", done)
-
-
-async def _no_crash_automation() -> None:
-    """Switched off: an automation an earlier serve made would go on stalling a SQLite server."""
-    from prefect.client.orchestration import get_client
-
-    from deployments.crashes import remove_crash_automation
-
-    try:
-        async with get_client() as client:
-            removed = await remove_crash_automation(client)
-    except Exception as exc:  # noqa: BLE001 - serving goes on
-        log.warning("could not remove the crash detection automation: %s", exc)
-        return
-    if removed:
-        log.info("crash detection automation removed (OPSFLOW_CRASH_AUTOMATION=off)")
+    return False
 
 
 async def serve(
@@ -291,26 +282,35 @@ async def serve(
     """Register the deployments and run their flow runs until interrupted.
 
     Definition blocks saved meanwhile (in the UI) are checked as they are saved
-    (flows.catalog_watch); `crash_automation` sets up deployments.crashes.
+    (flows.catalog_watch); `crash_automation` sets up deployments.crashes: the automation,
+    or on SQLite this process watching heartbeats (deployments.heartbeats).
     """
     from flows.catalog_watch import watch_definition_blocks
 
     registered = await register_deployments(names)
     if not registered:
         raise DefinitionError("No valid definitions to serve")
-    if crash_automation:
-        await _watch_for_crashes()
-    else:
-        await _no_crash_automation()
+    watch = await _crash_detection(crash_automation)
     server = PipelineServer(list(registered), poll_seconds=poll_seconds, limit=limit)
     blocks = asyncio.create_task(watch_definition_blocks(server.stopping), name="definition-blocks")
+    heartbeats = asyncio.create_task(_watch_heartbeats(server), name="heartbeats") if watch else None
     if on_ready is not None:
         on_ready(registered, server)
     try:
         await server.run()
     finally:
         server.stopping.set()
+        if heartbeats is not None:
+            await asyncio.gather(heartbeats, return_exceptions=True)
         await blocks
+
+
+async def _watch_heartbeats(server: PipelineServer) -> None:
+    """Runs of other processes that died end Crashed (this one's are alive while it is)."""
+    from deployments.crashes import crash_window
+    from deployments.heartbeats import watch_heartbeats
+
+    await watch_heartbeats(server.stopping, crash_window(), CRASH_CHECK_SECONDS, server.running.keys)
 
 
 async def run_receiver(host: str, port: int, journal: bool, stopping: asyncio.Event) -> None:

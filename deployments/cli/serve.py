@@ -85,9 +85,10 @@ def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int, bool] |
     """`pipeline serve`: deployments served in this process until Ctrl-C or SIGTERM."""
     import signal
 
-    from deployments.crashes import crash_automation_wanted
+    from deployments.crashes import crash_automation_wanted, crash_window
 
     apply_prefect_defaults(quiet_console=False)
+    crash_window()  # a mistyped $OPSFLOW_CRASH_AFTER_SECONDS is told now, not while serving
     server = start_local_server()
     try:
         crash_automation = crash_automation_wanted(embedded=server is not None)
