@@ -72,6 +72,7 @@ def definition(sink_url: str) -> dict:
     return {
         "name": "latency",
         "version": "1.0",
+        "triggers": [{"webhook": {}}],  # the receiver runs only definitions that declare one
         "nodes": [
             {"id": "ingest", "type": "ingest", "next": "context"},
             {

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from deployments.cli.common import Exit
-from flows.local_server import start_local_server
 from flows.settings import apply_prefect_defaults
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["receiver_command", "serve", "serve_from_cli"]
 
@@ -83,9 +84,11 @@ def receiver_command(
 
 def serve_from_cli(*, poll: float, limit: int, receiver: tuple[str, int, bool] | None) -> None:
     """`pipeline serve`: deployments served in this process until Ctrl-C or SIGTERM."""
+    import asyncio  # here, with the local server: every other command starts faster without them
     import signal
 
     from deployments.crashes import crash_automation_wanted, crash_window
+    from flows.local_server import start_local_server
 
     apply_prefect_defaults(quiet_console=False)
     crash_window()  # a mistyped $OPSFLOW_CRASH_AFTER_SECONDS is told now, not while serving

@@ -20,11 +20,16 @@ from pathlib import Path
 
 from support.ports import free_port
 
-__all__ = ["BIN", "PrefectServer", "server_log_problems", "wait_healthy"]
+__all__ = ["ALLOWED_SEEN", "BIN", "SQLITE_LOCKED", "PrefectServer", "server_log_problems", "wait_healthy"]
 
 BIN = Path(sys.executable).parent
 
 # what a failing server service or request handler leaves in the log
+# Prefect's own services on a SQLite database meet its one writer lock under load (Prefect
+# issues #15170, #10188): the stall the README documents. Let pass on SQLite only, and reported.
+SQLITE_LOCKED = "sqlite3.OperationalError: database is locked"
+# the problems let pass, for the session's summary (tests/conftest.py prints them)
+ALLOWED_SEEN: list[str] = []
 PROBLEM = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||^ERROR:", re.MULTILINE)
 
 
@@ -82,6 +87,7 @@ class PrefectServer:
             self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url.replace("+psycopg", "+asyncpg")
         self.env.update(env or {})
         self.services = services
+        self.sqlite = not database_url
         home.mkdir(parents=True, exist_ok=True)
         self.log = home.parent / f"prefect-server-{self.port}.log"
         self.process: subprocess.Popen | None = None
@@ -122,6 +128,14 @@ class PrefectServer:
             return ""
 
     def assert_clean_log(self, allowed: Iterable[str] = ()) -> None:
-        """Fail with the first problems when the server logged a traceback or an ERROR."""
-        problems = server_log_problems(self.log_text(), allowed)
+        """Fail with the first problems when the server logged a traceback or an ERROR.
+
+        On SQLite, Prefect's "database is locked" is let pass and reported at the session's end.
+        """
+        text = self.log_text()
+        problems = server_log_problems(text, allowed)
+        if self.sqlite:
+            locked = [p for p in problems if SQLITE_LOCKED in p]
+            ALLOWED_SEEN.extend(f"{self.log}:\n{p}" for p in locked)
+            problems = [p for p in problems if p not in locked]
         assert not problems, f"{len(problems)} problem(s) in {self.log}:\n\n" + "\n---\n".join(problems[:3])
