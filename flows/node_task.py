@@ -48,6 +48,7 @@ __all__ = [
     "failure",
     "forget_results",
     "keep_results",
+    "kept_results",
     "node_digest",
     "node_task",
     "result_key",
@@ -235,6 +236,29 @@ def node_task(
         refresh_cache=True if refresh else None,
         **PERSISTED,
     )(_run_node)
+
+
+async def kept_results(flow_run_id: str, digests: dict[str, str]) -> dict[str, tuple[Any, bool]]:
+    """The results this flow run kept for these nodes (id → digest): id → (result, expired).
+
+    Read by key, as Prefect's cache lookup reads them; a node with none (it did not
+    complete, or was changed since: another digest) is left out.
+    """
+    from datetime import UTC, datetime
+
+    from prefect.results import get_result_store
+
+    store = await get_result_store().aupdate_for_task(node_task("node", "node", 0, 0.0, 1.0))
+    found: dict[str, tuple[Any, bool]] = {}
+    now = datetime.now(UTC)
+    for node_id, digest in digests.items():
+        try:
+            record = await store.aread(result_key(flow_run_id, node_id, digest))
+        except Exception:  # nothing kept, or not readable from here
+            continue
+        expiration = record.metadata.expiration
+        found[node_id] = (record.result, expiration is not None and expiration <= now)
+    return found
 
 
 async def keep_results(flow_run_id: str, results: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:

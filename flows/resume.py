@@ -1,11 +1,12 @@
 """`--from NODE`: a new run that starts at one node, with what came before it taken from a past run.
 
 The chosen node and every node it leads to run again. Every other node that completed in
-the past run is not run: its stored result (as persisted, redacted, by `flows.node_task`)
+the past run is not run: its kept result (as persisted, redacted, by `flows.node_task`)
 stands in for it, so what it did (a page sent, an incident stored) is not done twice. A
-node that did not complete there (it failed, or the run never reached it) is decided
-afresh, as in any run: an upstream node that failed runs again, since the chosen node
-needs its output.
+node that did not complete there (it failed, the run never reached it, a rollback there
+undid it, or it was changed since) is decided afresh, as in any run: an upstream node
+that failed runs again, since the chosen node needs its output. Compensation nodes are
+never taken: they belong to the past run's rollback.
 
 The results taken are kept as the new run's own (as its node tasks keep theirs): a retry
 of the new run finds them there like any completed node's, not in the past run, and a
@@ -15,7 +16,7 @@ rollback in the new run marks them expired like any other, so a retry runs them 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flows.definition import Pipeline
 from nodes.errors import UsageError
@@ -30,8 +31,7 @@ __all__ = [
     "reran",
     "resumed_tag",
     "reuse_past_run",
-    "reused_results",
-    "stored_results_of",
+    "taken_nodes",
 ]
 
 # the tag of a run started from a node of another: `resumed-from:<first 8 of its id>`
@@ -54,6 +54,11 @@ def reran(pipeline: Pipeline, from_node: str) -> set[str]:
     """`from_node` and every node after it: what a run from `from_node` runs again."""
     if from_node not in pipeline.nodes:
         raise UsageError(f"Unknown node id for --from: {from_node} (nodes: {', '.join(pipeline.nodes)})")
+    if from_node in pipeline.compensations:
+        raise UsageError(
+            f"--from {from_node}: a compensation node runs only in a rollback "
+            f"(of {pipeline.compensations[from_node]}); start from a node of the graph"
+        )
     after = {from_node}
     stack = [from_node]
     while stack:
@@ -64,30 +69,21 @@ def reran(pipeline: Pipeline, from_node: str) -> set[str]:
     return after
 
 
-def reused_results(
-    pipeline: Pipeline, from_node: str, stored: dict[str, dict[str, Any]], past_run: str
-) -> dict[str, dict[str, Any]]:
-    """The past run's results that stand in for their nodes (definition order), each marked `reused_from`."""
+def taken_nodes(pipeline: Pipeline, from_node: str) -> dict[str, str]:
+    """The nodes a run from `from_node` may take from a past run (definition order) → their digests.
+
+    Not the nodes it runs again, and never a compensation node (it belongs to the past
+    run's rollback). The digest is of the node as defined now: a node changed since is not
+    taken, it runs.
+    """
+    from flows.node_task import node_digest
+
     again = reran(pipeline, from_node)
     return {
-        node_id: {**stored[node_id], "reused_from": past_run}
-        for node_id in pipeline.nodes
-        if node_id not in again and node_id in stored
+        node_id: node_digest(node.type, node.config, pipeline.options(node))
+        for node_id, node in pipeline.nodes.items()
+        if node_id not in again and node_id not in pipeline.compensations
     }
-
-
-async def stored_results_of(ref: str) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """(the flow run `ref` names, its nodes' stored results by node id)."""
-    from prefect.client.orchestration import get_client
-
-    from flows.history import resolve_run
-    from flows.past_runs import task_runs_of
-    from flows.results import stored_results
-
-    async with get_client() as client:
-        flow_run = await resolve_run(client, ref)
-        stored = await stored_results(await task_runs_of(client, flow_run.id))
-    return flow_run, stored
 
 
 async def reuse_past_run(
@@ -100,21 +96,29 @@ async def reuse_past_run(
 ) -> str | None:
     """Mark the nodes the past run's results stand in for done, as if they had run; tag the run.
 
-    Only on the run's first attempt: a retry of it (run count > 1) has these results as its own
-    (see the module's docstring), so nothing is taken from the past run again. Returns the
-    incident id a reused ingest stored. `on_done(node_id)` reports each node as the flow
+    A node this run already kept a result for (an earlier attempt of it: valid, or marked
+    expired by its rollback) is left to the node task, which takes the valid one and runs
+    the expired one again. Of the others, those with a result kept by the past run under
+    their current digest, not expired (a rollback there undid it), are taken. Returns the
+    incident id a taken ingest stored. `on_done(node_id)` reports each node as the flow
     reports a finished one.
     """
     from prefect import get_run_logger
-    from prefect.runtime import flow_run
+    from prefect.client.orchestration import get_client
 
-    from flows.history import tag_flow_run
-    from flows.node_task import keep_results, node_digest
+    from flows.history import resolve_run, tag_flow_run
+    from flows.node_task import keep_results, kept_results
 
-    if (flow_run.run_count or 1) > 1:
-        return None
-    past, stored = await stored_results_of(from_run)
-    reused = reused_results(pipeline, from_node, stored, str(past.id))
+    async with get_client() as client:
+        past = await resolve_run(client, from_run)
+    digests = taken_nodes(pipeline, from_node)
+    own = await kept_results(ctx.run.run_id, digests) if ctx.run.run_id else {}
+    theirs = await kept_results(str(past.id), {n: d for n, d in digests.items() if n not in own})
+    reused = {
+        node_id: {**value, "reused_from": str(past.id)}
+        for node_id, (value, expired) in theirs.items()
+        if not expired and isinstance(value, dict) and value.get("node_id") == node_id
+    }
     if ctx.run.run_id:
         await tag_flow_run(ctx.run.run_id, pipeline.name, ctx.run.source, resumed_tag(str(past.id)))
     incident_id = None
@@ -126,8 +130,6 @@ async def reuse_past_run(
             incident_id = result["output"].get("incident_id") or ctx.incident.get("id")
         on_done(node_id)
     if ctx.run.run_id and reused:
-        nodes = pipeline.nodes
-        digests = {n: node_digest(nodes[n].type, nodes[n].config, pipeline.options(nodes[n])) for n in reused}
         kept = await keep_results(ctx.run.run_id, {n: (digests[n], reused[n]) for n in reused})
         if len(kept) < len(reused):
             get_run_logger().warning(
@@ -135,10 +137,12 @@ async def reuse_past_run(
                 past.name,
                 ", ".join(n for n in reused if n not in kept),
             )
+    undone = [n for n, (_, expired) in theirs.items() if expired]
     get_run_logger().info(
-        "starting at node %r of run %s: %s taken from it",
+        "starting at node %r of run %s: %s taken from it%s",
         from_node,
         past.name,
         ", ".join(reused) or "no node",
+        f" (not {', '.join(undone)}: rolled back there)" if undone else "",
     )
     return incident_id

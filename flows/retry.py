@@ -62,6 +62,9 @@ async def resume_request(ref: str, from_node: str) -> tuple[Any, Any, Any]:
 
     async with get_client() as client:
         run = await resolve_run(client, ref)
+    if run.state is None or not run.state.is_final():
+        state = run.state.type.value.lower() if run.state else "not started"
+        raise UsageError(f"Flow run {run.name} is {state}: start from a node of a run that is over")
     past = RunRequest.from_parameters(run.parameters)
     if not past.definition:
         raise UsageError(f"Flow run {run.name} is not a run of an opsflow definition")

@@ -149,7 +149,7 @@ def _fail(book: RunBook, comp: str, message: str) -> None:
 
 def rollback_note(pipeline: Pipeline, book: RunBook) -> str:
     """What the rollback did, for the end of the failed run's state message (after the original error)."""
-    ran = [c for c in book.order if c in pipeline.compensations]
+    ran = [c for c in book.order if c in pipeline.compensations and book.state[c] in ("done", "failed")]
     if not ran:
         return ""
     failed = [c for c in ran if book.state[c] == "failed"]

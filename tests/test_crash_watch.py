@@ -161,3 +161,46 @@ def test_pipeline_serve_watches_on_the_sqlite_session_server_and_not_when_switch
     assert asyncio.run(_is_sqlite(create="run-pipeline")) is True
     assert asyncio.run(_crash_detection(True)) is True  # the watch, not the automation
     assert asyncio.run(_crash_detection(False)) is False  # OPSFLOW_CRASH_AUTOMATION=off: neither
+
+
+def test_a_dead_run_behind_more_live_ones_than_a_check_looks_up_is_found_a_check_later(
+    prefect_api, monkeypatch
+):
+    from prefect import Flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    from deployments import heartbeats
+
+    monkeypatch.setattr(heartbeats, "LOOKUPS_PER_CHECK", 1)  # one live run fills a check
+    flow = Flow(fn=lambda: None, name=f"crash-watch-{uuid.uuid4().hex[:8]}")
+    ahead = datetime.now(UTC) + timedelta(seconds=200)
+
+    async def scenario() -> tuple[list, list, object]:
+        async with get_client() as client:
+            live = (await client.create_flow_run(flow, name="live", state=Running())).id
+            dead = (await client.create_flow_run(flow, name="dead", state=Running())).id
+            beat = {
+                "id": str(uuid.uuid4()),
+                "occurred": (ahead - timedelta(seconds=10)).isoformat(),
+                "event": "prefect.flow-run.heartbeat",
+                "resource": {"prefect.resource.id": f"prefect.flow-run.{live}"},
+            }
+            async with httpx.AsyncClient() as http:
+                (await http.post(f"{prefect_api}/events", json=[beat])).raise_for_status()
+            for _ in range(100):  # the event persister writes it within a few seconds
+                if await heartbeats._beat_since(client, live, ahead - timedelta(seconds=60)):
+                    break
+                await asyncio.sleep(0.2)
+            looked_up: dict = {}
+            first = await heartbeats.mark_silent_runs(
+                client, WINDOW, flow_name=flow.name, now=ahead, looked_up=looked_up
+            )
+            second = await heartbeats.mark_silent_runs(
+                client, WINDOW, flow_name=flow.name, now=ahead + timedelta(seconds=10), looked_up=looked_up
+            )
+            return first, second, dead
+
+    first, second, dead = asyncio.run(scenario())
+    assert first == []  # the older, live run took the one lookup
+    assert second == [dead]  # the next check looks up the run it did not look at

@@ -50,20 +50,64 @@ def definition(name: str, report_failures: int = 1) -> dict:
     }
 
 
-def test_which_nodes_run_again_from_a_node(monkeypatch):
+def test_which_nodes_run_again_and_which_may_be_taken(monkeypatch):
     for node_type, path in TEST_NODE_TYPES.items():
         monkeypatch.setitem(nodes.NODE_TYPES, node_type, path)
     from flows.definition import load_definition
-    from flows.resume import reran, reused_results
+    from flows.resume import reran, taken_nodes
     from nodes.errors import UsageError
 
     pipeline = load_definition(definition("plan"))
     assert reran(pipeline, "second") == {"second", "report", "echo"}
-    stored = {n: {"node_id": n, "node_type": "flaky", "output": {}} for n in ("first", "second")}
-    reused = reused_results(pipeline, "second", stored, "past-id")
-    assert list(reused) == ["first"] and reused["first"]["reused_from"] == "past-id"
+    assert list(taken_nodes(pipeline, "second")) == ["first"]
     with pytest.raises(UsageError, match=r"Unknown node id for --from: nope \(nodes: first, second"):
         reran(pipeline, "nope")
+    rolled = load_definition(rolled_back("plan"))
+    assert list(taken_nodes(rolled, "report")) == ["first", "second"]  # never `undo`
+    with pytest.raises(UsageError, match="--from undo: a compensation node runs only in a rollback"):
+        reran(rolled, "undo")
+
+
+def rolled_back(name: str) -> dict:
+    """first → second → report; `report` fails twice; a failed run undoes `second` with `undo`."""
+    flaky = {"type": "flaky", "retries": 0}
+    return {
+        "name": name,
+        "version": "1.0",
+        "nodes": [
+            {**flaky, "id": "first", "config": {"key": f"{name}-first", "fail_times": 0}, "next": "second"},
+            {
+                **flaky,
+                "id": "second",
+                "config": {"key": f"{name}-second", "fail_times": 0},
+                "next": "report",
+                "on_failure": ["undo"],
+            },
+            {**flaky, "id": "report", "config": {"key": f"{name}-report", "fail_times": 2}},
+            {**flaky, "id": "undo", "config": {"key": f"{name}-undo", "fail_times": 0}},
+        ],
+    }
+
+
+def test_a_node_a_rollback_undid_is_not_taken_and_runs_from_runs_chain(flow, cli_run):
+    name = f"resumed-{uuid.uuid4().hex[:8]}"
+    first = asyncio.run(flow(definition=rolled_back(name), return_state=True))
+    assert first.is_failed() and "rolled back: undo" in first.message
+    counts = lambda: [CALLS.get(f"{name}-{n}", 0) for n in ("first", "second", "report", "undo")]  # noqa: E731
+    assert counts() == [1, 1, 1, 1]
+    # from report: `first` is taken; `second` was undone there, so it runs (and is undone again)
+    code, out, err = cli_run("retry", str(first.state_details.flow_run_id), "--from", "report", "--json")
+    assert code == 1, err
+    second_run = json.loads(out)
+    assert counts() == [1, 2, 2, 2]
+    assert second_run["node_results"]["first"]["reused_from"] == str(first.state_details.flow_run_id)
+    assert "reused_from" not in second_run["node_results"]["second"]
+    # from report of that run: `first` is taken from it (it kept what it took), `second` runs again
+    code, out, err = cli_run("retry", second_run["run_id"], "--from", "report", "--json")
+    assert code == 0, err
+    third_run = json.loads(out)
+    assert third_run["status"] == "completed" and counts() == [1, 3, 3, 2]
+    assert third_run["node_results"]["undo"]["skipped"] is True
 
 
 def test_a_local_run_starts_again_here_from_the_failed_node(flow, cli_run):

@@ -67,5 +67,6 @@ def stage_stopped(outcome: Outcome, ctx: NodeContext) -> NodeError:
             f"timed out after {seconds}: its process group was stopped (SIGTERM, SIGKILL after the grace)"
             f"{_stderr_lines(outcome, ctx)}",
             retryable=True,
+            details=usage(outcome),
         )
     return NodeError(f"stopped after {seconds}: the attempt was cancelled and its process group killed")

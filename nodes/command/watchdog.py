@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 
-__all__ = ["WATCHDOG_GRACE_SECONDS", "watch", "unwatch"]
+__all__ = ["WATCHDOG_GRACE_SECONDS", "unwatch", "watch", "watchdog_pid"]
 
 WATCHDOG_GRACE_SECONDS = 2.0
 
@@ -107,3 +107,9 @@ def watch(pgid: int) -> None:
 def unwatch(pgid: int) -> None:
     """Group `pgid` is gone (or stopped): nothing left for the watchdog to do about it."""
     _tell(f"-{pgid}\n")
+
+
+def watchdog_pid() -> int | None:
+    """The pid of this process's watchdog, once a program has started it."""
+    proc = _state.get("proc") if _state.get("pid") == os.getpid() else None
+    return proc.pid if isinstance(proc, subprocess.Popen) else None
