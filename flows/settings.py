@@ -27,6 +27,41 @@ def apply_prefect_defaults(quiet_console: bool = False) -> None:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
+def close_sqlite_cursors_on_their_thread() -> None:
+    """Stop Prefect's server on SQLite from freezing for its 60 s busy timeout (issue 15).
+
+    For a server process (Prefect's own `prefect server start`, or flows.local_server);
+    idempotent, and nothing without aiosqlite. When a statement fails (a "database is
+    locked" answered as 503, an IntegrityError), SQLAlchemy's aiosqlite adapter leaves its
+    cursor open inside the exception's reference cycle; Python's garbage collector then
+    frees it on the event loop's thread, and freeing a cursor resets its statement, which
+    waits for the connection's mutex. When that connection's own thread is meanwhile
+    waiting for SQLite's write lock, the loop waits with it; the lock's holder is a
+    transaction of the same server, which can only commit when the loop runs again, so
+    all stand still until the busy timeout Prefect hard-codes (60 s) gives up. Handing
+    the cursor to its connection's thread to close (a queue that thread works through,
+    safe to fill from a finalizer) frees it there, after whatever that thread is doing.
+    """
+    try:
+        from aiosqlite.cursor import Cursor
+    except ImportError:
+        return
+    if getattr(Cursor, "__del__", None) is not _close_on_own_thread:
+        Cursor.__del__ = _close_on_own_thread  # type: ignore[attr-defined]
+
+
+def _close_on_own_thread(cursor) -> None:
+    """aiosqlite.Cursor's finalizer: its sqlite3 cursor is closed, and freed, by its connection's thread."""
+    connection = getattr(cursor, "_conn", None)
+    inner = getattr(cursor, "_cursor", None)
+    if connection is None or inner is None or not getattr(connection, "_running", False):
+        return  # its thread has been told to stop and may be gone: nothing would close it there
+    try:
+        connection._tx.put_nowait((None, inner.close))
+    except Exception:  # a finalizer must not raise (at interpreter shutdown)
+        pass
+
+
 def plain_http_loopback(url: str | None) -> bool:
     """True for an API reached over plain http on this machine, where TLS is never used."""
     from urllib.parse import urlsplit
