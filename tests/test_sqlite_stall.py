@@ -98,3 +98,13 @@ def test_without_the_patch_the_waiting_writer_fails_after_the_busy_timeout(tmp_p
     """The stall itself, so the test above is known to exercise it (and to tell when
     SQLAlchemy, aiosqlite or Python no longer leave it, and the patch can go)."""
     assert _run(tmp_path, fix=False) == "database is locked"
+
+
+def test_prefect_loads_the_patch_wherever_it_loads_its_collections():
+    """`prefect server start` (and the embedded server) load their collections at start."""
+    code = (
+        "from prefect.plugins import load_prefect_collections; load_prefect_collections(); "
+        "import aiosqlite.cursor as c; print(c.Cursor.__del__.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "flows.settings", done.stderr[-2000:]
