@@ -88,12 +88,31 @@ def _quiet() -> logging.Logger:
     return logging.getLogger("opsflow.tests.crash-watch")
 
 
+async def _heartbeat(prefect_api: str, client, run_id, ahead: datetime) -> None:
+    """Send run `run_id` a heartbeat 10 s before `ahead`; wait until the watcher can read it."""
+    from deployments.heartbeats import _beat_since
+
+    beat = {
+        "id": str(uuid.uuid4()),
+        "occurred": (ahead - timedelta(seconds=10)).isoformat(),
+        "event": "prefect.flow-run.heartbeat",
+        "resource": {"prefect.resource.id": f"prefect.flow-run.{run_id}"},
+    }
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{prefect_api}/events", json=[beat])).raise_for_status()
+    for _ in range(100):  # the event persister writes it within a few seconds
+        if await _beat_since(client, run_id, ahead - timedelta(seconds=60)):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the heartbeat never became readable")
+
+
 def test_the_watcher_marks_silent_running_runs_and_skips_fresh_beating_own_and_final_ones(prefect_api):
     from prefect import Flow
     from prefect.client.orchestration import get_client
     from prefect.states import Completed, Crashed, Running
 
-    from deployments.heartbeats import _beat_since, _propose_crashed, mark_silent_runs
+    from deployments.heartbeats import _propose_crashed, mark_silent_runs
 
     flow = Flow(fn=lambda: None, name=f"crash-watch-{uuid.uuid4().hex[:8]}")
     other = Flow(fn=lambda: None, name=f"someone-elses-{uuid.uuid4().hex[:8]}")
@@ -112,20 +131,7 @@ def test_the_watcher_marks_silent_running_runs_and_skips_fresh_beating_own_and_f
                 ]
             }
             foreign = (await client.create_flow_run(other, state=Running())).id
-            beat = {
-                "id": str(uuid.uuid4()),
-                "occurred": (ahead - timedelta(seconds=10)).isoformat(),
-                "event": "prefect.flow-run.heartbeat",
-                "resource": {"prefect.resource.id": f"prefect.flow-run.{runs['beating']}"},
-            }
-            async with httpx.AsyncClient() as http:
-                (await http.post(f"{prefect_api}/events", json=[beat])).raise_for_status()
-            for _ in range(100):  # the event persister writes it within a few seconds
-                if await _beat_since(client, runs["beating"], ahead - timedelta(seconds=60)):
-                    break
-                await asyncio.sleep(0.2)
-            else:
-                raise AssertionError("the heartbeat never became readable")
+            await _heartbeat(prefect_api, client, runs["beating"], ahead)
             watch = {"flow_name": flow.name, "skip": {runs["own"]}}
             # events are readable up to 5 s late: silent for the window + 4 s is not yet enough
             since = (await client.read_flow_run(runs["silent"])).state.timestamp
@@ -180,18 +186,7 @@ def test_a_dead_run_behind_more_live_ones_than_a_check_looks_up_is_found_a_check
         async with get_client() as client:
             live = (await client.create_flow_run(flow, name="live", state=Running())).id
             dead = (await client.create_flow_run(flow, name="dead", state=Running())).id
-            beat = {
-                "id": str(uuid.uuid4()),
-                "occurred": (ahead - timedelta(seconds=10)).isoformat(),
-                "event": "prefect.flow-run.heartbeat",
-                "resource": {"prefect.resource.id": f"prefect.flow-run.{live}"},
-            }
-            async with httpx.AsyncClient() as http:
-                (await http.post(f"{prefect_api}/events", json=[beat])).raise_for_status()
-            for _ in range(100):  # the event persister writes it within a few seconds
-                if await heartbeats._beat_since(client, live, ahead - timedelta(seconds=60)):
-                    break
-                await asyncio.sleep(0.2)
+            await _heartbeat(prefect_api, client, live, ahead)
             looked_up: dict = {}
             first = await heartbeats.mark_silent_runs(
                 client, WINDOW, flow_name=flow.name, now=ahead, looked_up=looked_up
