@@ -238,6 +238,13 @@ def node_task(
     )(_run_node)
 
 
+async def _node_result_store():
+    """The result store node tasks keep their results in (storage, JSON serializer)."""
+    from prefect.results import get_result_store
+
+    return await get_result_store().aupdate_for_task(node_task("node", "node", 0, 0.0, 1.0))
+
+
 async def kept_results(flow_run_id: str, digests: dict[str, str]) -> dict[str, tuple[Any, bool]]:
     """The results this flow run kept for these nodes (id → digest): id → (result, expired).
 
@@ -246,9 +253,7 @@ async def kept_results(flow_run_id: str, digests: dict[str, str]) -> dict[str, t
     """
     from datetime import UTC, datetime
 
-    from prefect.results import get_result_store
-
-    store = await get_result_store().aupdate_for_task(node_task("node", "node", 0, 0.0, 1.0))
+    store = await _node_result_store()
     found: dict[str, tuple[Any, bool]] = {}
     now = datetime.now(UTC)
     for node_id, digest in digests.items():
@@ -267,9 +272,7 @@ async def keep_results(flow_run_id: str, results: dict[str, tuple[str, dict[str,
     For a run from a node of a past run (flows.resume): a retry of it finds them where it finds
     any completed node's, and a rollback can mark them expired. Returns whose were kept.
     """
-    from prefect.results import get_result_store
-
-    store = await get_result_store().aupdate_for_task(node_task("node", "node", 0, 0.0, 1.0))
+    store = await _node_result_store()
     kept = []
     for node_id, (digest, result) in results.items():
         try:
@@ -289,9 +292,7 @@ async def forget_results(flow_run_id: str, digests: dict[str, str]) -> list[str]
     """
     from datetime import UTC, datetime, timedelta
 
-    from prefect.results import get_result_store
-
-    store = await get_result_store().aupdate_for_task(node_task("node", "node", 0, 0.0, 1.0))
+    store = await _node_result_store()
     forgotten = []
     for node_id, digest in digests.items():
         try:
