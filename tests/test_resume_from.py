@@ -135,6 +135,21 @@ def test_a_wrong_from_is_refused_before_anything_runs(flow, cli_run):
     code, _, err = cli_run("retry", str(failed.state_details.flow_run_id), "--from", "nope")
     assert code == 2 and "Unknown node id for --from: nope (nodes: first, second, report, echo)" in err
     assert CALLS[f"{name}-first"] == 1
+    from prefect import Flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    async def running() -> str:
+        async with get_client() as client:
+            flow_run = await client.create_flow_run(
+                Flow(fn=lambda: None, name="run-pipeline"),
+                parameters={"definition": definition(name)},
+                state=Running(),
+            )
+            return str(flow_run.id)
+
+    code, _, err = cli_run("retry", asyncio.run(running()), "--from", "second")
+    assert code == 2 and "is running: start from a node of a run that is over" in err
     state = asyncio.run(flow(definition=definition(name), from_node="second", return_state=True))
     assert state.is_failed() and "from_run and from_node go together" in state.message
 
