@@ -34,6 +34,7 @@ def test_the_deadline_kills_the_child_and_its_forked_grandchild(tmp_path):
         execute_node("stage", "command", config, ctx(tmp_path, deadline=time.monotonic() + 2))
     assert "timed out after" in info.value.message and info.value.retryable
     assert "its process group was stopped" in info.value.message
+    assert "cpu_seconds" in info.value.details and "peak_rss_bytes" in info.value.details  # the report
     pids = pids_from(pids_file)
     assert len(pids) == 2 and wait_dead(pids) == []
 
