@@ -20,7 +20,16 @@ from pathlib import Path
 
 from support.ports import free_port
 
-__all__ = ["ALLOWED_SEEN", "BIN", "SQLITE_LOCKED", "PrefectServer", "server_log_problems", "wait_healthy"]
+__all__ = [
+    "ALLOWED_SEEN",
+    "BIN",
+    "SQLITE_LOCKED",
+    "PrefectServer",
+    "excerpt",
+    "problem_records",
+    "server_log_problems",
+    "wait_healthy",
+]
 
 BIN = Path(sys.executable).parent
 
@@ -31,6 +40,8 @@ SQLITE_LOCKED = "sqlite3.OperationalError: database is locked"
 # the problems let pass, for the session's summary (tests/conftest.py prints them)
 ALLOWED_SEEN: list[str] = []
 PROBLEM = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||^ERROR:", re.MULTILINE)
+# the first line of a log record: Prefect's "21:06:38.123 | LEVEL | ..." or uvicorn's "LEVEL: ..."
+RECORD = re.compile(r"^(\d{2}:\d{2}:\d{2}\.\d{3} \||(INFO|WARNING|ERROR|DEBUG|CRITICAL):)", re.MULTILINE)
 
 
 def wait_healthy(api_url: str, process: subprocess.Popen, timeout: float = 240) -> None:
@@ -47,21 +58,39 @@ def wait_healthy(api_url: str, process: subprocess.Popen, timeout: float = 240) 
     raise AssertionError(f"prefect server did not answer at {api_url} within {timeout:.0f} s")
 
 
+def problem_records(text: str) -> list[str]:
+    """The log records in a server log that hold a traceback or are ERRORs, each whole.
+
+    A record runs to the next record's header line, so the chained tracebacks of one
+    ERROR ("During handling of the above exception ...") are one problem, judged whole.
+    """
+    records = []
+    position = 0
+    while match := PROBLEM.search(text, position):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.start())
+        next_record = RECORD.search(text, len(text) if line_end == -1 else line_end)
+        end = next_record.start() if next_record else len(text)
+        records.append(text[line_start:end].rstrip())
+        position = max(end, match.end())
+    return records
+
+
+def excerpt(record: str) -> str:
+    """A problem cut to its start and its last lines (where the exception is named)."""
+    if len(record) <= 2100:
+        return record
+    return record[:1500] + "\n  …\n" + record[-600:]
+
+
 def server_log_problems(text: str, allowed: Iterable[str] = ()) -> list[str]:
-    """The tracebacks and ERROR lines in a server log, each with the lines after it.
+    """Excerpts of the problems in a server log, but those holding one of `allowed`.
 
     `allowed` holds substrings of problems a test provokes on purpose (a server killed
     mid-request); anything else is a failure of the server under test.
     """
-    problems = []
-    for match in PROBLEM.finditer(text):
-        excerpt = text[match.start() : match.start() + 1500]
-        end = text.find("\n\n", match.start())  # a traceback ends with its exception line
-        if end != -1 and end - match.start() > 1500:
-            excerpt += "\n  …\n" + text[max(match.start() + 1500, end - 600) : end]
-        if not any(pattern in excerpt for pattern in allowed):
-            problems.append(excerpt)
-    return problems
+    allowed = list(allowed)
+    return [excerpt(r) for r in problem_records(text) if not any(pattern in r for pattern in allowed)]
 
 
 class PrefectServer:
@@ -133,10 +162,11 @@ class PrefectServer:
         On SQLite, Prefect's "database is locked" is let pass and reported at the session's
         end, unless `sqlite_lock` is False (a test of what must not lock it).
         """
-        text = self.log_text()
-        problems = server_log_problems(text, allowed)
+        allowed = list(allowed)
+        problems = [r for r in problem_records(self.log_text()) if not any(a in r for a in allowed)]
         if self.sqlite and sqlite_lock:
             locked = [p for p in problems if SQLITE_LOCKED in p]
-            ALLOWED_SEEN.extend(f"{self.log}:\n{p}" for p in locked)
+            ALLOWED_SEEN.extend(f"{self.log}:\n{excerpt(p)}" for p in locked)
             problems = [p for p in problems if p not in locked]
-        assert not problems, f"{len(problems)} problem(s) in {self.log}:\n\n" + "\n---\n".join(problems[:3])
+        shown = "\n---\n".join(excerpt(p) for p in problems[:3])
+        assert not problems, f"{len(problems)} problem(s) in {self.log}:\n\n{shown}"
