@@ -22,9 +22,9 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.settings import apply_prefect_defaults
 
@@ -39,6 +39,9 @@ from nodes.base import NodeContext, RedactingLogger  # noqa: E402
 from nodes.errors import NodeError  # noqa: E402
 from nodes.runtime import execute_node, node_result  # noqa: E402
 
+if TYPE_CHECKING:
+    from flows.definition import Pipeline
+
 __all__ = [
     "MAX_RETRY_AFTER_SECONDS",
     "PERSISTED",
@@ -50,6 +53,7 @@ __all__ = [
     "keep_results",
     "kept_results",
     "node_digest",
+    "node_digests",
     "node_task",
     "result_key",
     "show_result",
@@ -119,6 +123,12 @@ def node_digest(node_type: str, config: dict[str, Any], options: dict[str, Any])
     """The node's definition in 12 hex digits: a changed node is not taken from a past attempt."""
     text = json.dumps([node_type, config, options], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def node_digests(pipeline: Pipeline, ids: Iterable[str]) -> dict[str, str]:
+    """Each of these nodes' digest as the pipeline defines it now (id → digest)."""
+    nodes = pipeline.nodes
+    return {n: node_digest(nodes[n].type, nodes[n].config, pipeline.options(nodes[n])) for n in ids}
 
 
 def result_key(flow_run_id: str, node_id: str, digest: str) -> str:

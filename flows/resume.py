@@ -76,14 +76,11 @@ def taken_nodes(pipeline: Pipeline, from_node: str) -> dict[str, str]:
     run's rollback). The digest is of the node as defined now: a node changed since is not
     taken, it runs.
     """
-    from flows.node_task import node_digest
+    from flows.node_task import node_digests
 
     again = reran(pipeline, from_node)
-    return {
-        node_id: node_digest(node.type, node.config, pipeline.options(node))
-        for node_id, node in pipeline.nodes.items()
-        if node_id not in again and node_id not in pipeline.compensations
-    }
+    taken = [n for n in pipeline.nodes if n not in again and n not in pipeline.compensations]
+    return node_digests(pipeline, taken)
 
 
 async def reuse_past_run(

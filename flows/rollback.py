@@ -28,7 +28,7 @@ from prefect import get_run_logger  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
 
 from flows.definition import Pipeline  # noqa: E402
-from flows.node_task import NodeCall, failure, forget_results, node_digest, node_task  # noqa: E402
+from flows.node_task import NodeCall, failure, forget_results, node_digests, node_task  # noqa: E402
 from flows.progress import CANCELLED, emit  # noqa: E402
 from flows.runbook import RunBook, WhenFailed  # noqa: E402
 from nodes.base import NodeContext  # noqa: E402
@@ -118,9 +118,7 @@ async def _forget(
     ids = [n for n in ids if n not in done and n not in pipeline.compensations]
     if not run_id or not ids:
         return set(ids)
-    nodes = pipeline.nodes
-    digests = {n: node_digest(nodes[n].type, nodes[n].config, pipeline.options(nodes[n])) for n in ids}
-    found = await forget_results(run_id, digests)
+    found = await forget_results(run_id, node_digests(pipeline, ids))
     missing = [n for n in ids if n not in found]
     if missing:
         get_run_logger().warning(
