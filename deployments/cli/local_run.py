@@ -75,7 +75,9 @@ def run_from_cli(
         if not isinstance(result, dict):  # the flow itself crashed before producing a result
             raise _flow_error(state, result)
         if result.get("run_id"):
-            expected = len(result["executed_nodes"])
+            # a node taken from a past run (`retry --from`) ran there: no task run of this one
+            taken = {n for n, r in result.get("node_results", {}).items() if r.get("reused_from")}
+            expected = len(set(result["executed_nodes"]) - taken)
             flush_client_queues()
             found = asyncio.run(wait_for_task_runs(result["run_id"], expected, RECORD_TIMEOUT))
             if found < expected:
