@@ -144,13 +144,8 @@ class LocalServer:
 
 def start_local_server() -> LocalServer | None:
     """Start the local server and point this process at it, unless an API is configured."""
-    from flows.settings import skip_tls_setup_for
-
-    configured = configured_api_url()
-    if configured:
-        skip_tls_setup_for(configured)
+    if configured_api_url():
         return None
     server = LocalServer()
     os.environ["PREFECT_API_URL"] = server.api_url
-    skip_tls_setup_for(server.api_url)
     return server

@@ -21,6 +21,10 @@ from prefect.states import Completed, Failed, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
 
+from flows.settings import share_api_tls_contexts  # noqa: E402
+
+share_api_tls_contexts()  # every task run opens API clients: each would parse the CA bundle
+
 from flows.approval import Approvals  # noqa: E402
 from flows.definition import Pipeline, load_definition  # noqa: E402
 from flows.engine_logs import one_line_node_errors  # noqa: E402

@@ -5,6 +5,7 @@ Only defaults: a value the user set in the environment always wins.
 
 from __future__ import annotations
 
+import functools
 import os
 
 DEFAULTS = {
@@ -62,47 +63,55 @@ def _close_on_own_thread(cursor) -> None:
         pass
 
 
-def plain_http_loopback(url: str | None) -> bool:
-    """True for an API reached over plain http on this machine, where TLS is never used."""
-    from urllib.parse import urlsplit
+def share_api_tls_contexts() -> None:
+    """Give every Prefect API client of this process one TLS context per setting, built once.
 
-    if not url:
-        return False
-    parts = urlsplit(url)
-    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
-
-
-def skip_tls_setup_for(url: str | None) -> None:
-    """Spare every Prefect API client the CA bundle it loads, when the API is plain http on loopback.
-
-    Prefect builds an SSL context for each client, http or not, parsing a whole CA
-    bundle each time: ~50 ms, paid by every task run (~150 ms per node here). Over
-    plain http no certificate is ever checked, so pointing it at a one-certificate
-    file changes nothing but the time.
+    Prefect 3.8.8 builds a fresh SSL context in each PrefectClient and SyncPrefectClient,
+    parsing its whole CA bundle every time (~10 ms of CPU), http API or not; an async task
+    run opens two clients, so a node paid ~20 ms for it, over a bare Prefect task's ~45 ms
+    (the per-node figure of bench/core.py). The context is the one Prefect would build,
+    from the same settings (PREFECT_API_TLS_INSECURE_SKIP_VERIFY, PREFECT_API_SSL_CERT_FILE,
+    else certifi's bundle), and is shared, as one passed in `httpx_settings` would be: an
+    SSLContext is made for that. Idempotent; a client given its own `verify` keeps it.
     """
-    if plain_http_loopback(url) and "PREFECT_API_SSL_CERT_FILE" not in os.environ:
-        path = _one_certificate_file()
-        if path is not None:
-            os.environ["PREFECT_API_SSL_CERT_FILE"] = str(path)
+    from prefect.client import orchestration
+
+    for client_class in (orchestration.PrefectClient, orchestration.SyncPrefectClient):
+        if getattr(client_class.__init__, "shares_tls_context", False):
+            continue
+        client_class.__init__ = _with_shared_tls_context(client_class.__init__)  # type: ignore[method-assign]
 
 
-def _one_certificate_file():
-    """The first certificate of certifi's bundle, in a file of its own (made once per machine)."""
-    import tempfile
-    from pathlib import Path
+def _with_shared_tls_context(init):
+    import functools
 
-    path = Path(tempfile.gettempdir()) / "opsflow-http-only-ca.pem"
-    if path.is_file():
-        return path
-    try:
-        import certifi
+    @functools.wraps(init)
+    def __init__(self, api, *args, httpx_settings=None, **kwargs):
+        settings = dict(httpx_settings or {})
+        if "verify" not in settings:  # where Prefect would build a context of its own
+            settings["verify"] = _api_tls_context(*_api_tls_settings())
+        init(self, api, *args, httpx_settings=settings, **kwargs)
 
-        bundle = Path(certifi.where()).read_text()
-        end = bundle.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
-        first = bundle[bundle.index("-----BEGIN CERTIFICATE-----") : end] + "\n"
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(first)
-        partial.replace(path)
-    except (ImportError, OSError, ValueError):
-        return None
-    return path
+    __init__.shares_tls_context = True  # type: ignore[attr-defined]
+    return __init__
+
+
+def _api_tls_settings() -> tuple[bool, str]:
+    import certifi
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    insecure = bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value())
+    return insecure, "" if insecure else (PREFECT_API_SSL_CERT_FILE.value() or certifi.where())
+
+
+@functools.lru_cache(maxsize=8)
+def _api_tls_context(insecure: bool, cert_file: str):
+    """The SSL context Prefect's clients build for these settings (prefect.client.orchestration)."""
+    import ssl
+
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=cert_file)

@@ -60,10 +60,9 @@ def receiver_command(
     """Run the alert webhook receiver: each alert becomes a flow run of its definition's deployment."""
     _receiver_access(host, no_auth)
     from flows.local_server import configured_api_url
-    from flows.settings import apply_prefect_defaults, skip_tls_setup_for
+    from flows.settings import apply_prefect_defaults
 
     apply_prefect_defaults()
-    skip_tls_setup_for(configured_api_url())
     if not configured_api_url():
         raise Exit(
             "The receiver needs a Prefect server: set PREFECT_API_URL (e.g. of `prefect server start`), "
