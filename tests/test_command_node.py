@@ -93,6 +93,13 @@ def test_python3_is_the_project_interpreter_in_argv_and_in_a_shell_line(tmp_path
     assert Path(out["stdout"].strip()).parent == Path(sys.executable).parent
     assert out["stderr"] == "hi there\n"
     assert out["argv"][:2] == ["sh", "-c"]
+    # a python3 given as an absolute path is that program, not opsflow's interpreter
+    own = tmp_path / "elsewhere" / "python3"
+    own.parent.mkdir()
+    own.write_text('#!/bin/sh\necho "another python3 $1"\n')
+    own.chmod(0o755)
+    out = command({"command": [str(own), "-V"]}, tmp_path)["output"]
+    assert out["stdout"] == "another python3 -V\n" and out["argv"][0] == str(own)
 
 
 def test_a_templated_argument_stays_one_literal_argument(tmp_path):

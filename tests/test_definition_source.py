@@ -45,7 +45,7 @@ def published_block(defs_dir: Path, name: str) -> None:
     path.unlink()
 
 
-def test_a_file_wins_over_a_block_of_the_same_name(prefect_api, defs_dir, name):
+def test_a_file_wins_over_a_block_of_the_same_name(prefect_api, defs_dir, name, cli_run):
     from flows.definition import load_definition
     from flows.definition_source import definition_source
 
@@ -57,6 +57,10 @@ def test_a_file_wins_over_a_block_of_the_same_name(prefect_api, defs_dir, name):
     assert told.line() == (
         f"the file {path} (it wins over a Prefect block of the same name; block:{name} runs the block)"
     )
+    code, out, _ = cli_run("describe", name)  # what `describe` tells a person
+    assert code == 0 and f"\nRuns from: {told.line()}\n" in out
+    code, out, _ = cli_run("describe", f"block:{name}")
+    assert code == 0 and f"Runs from: the Prefect block opsflow-pipeline-definition/{name} " in out
     assert load_definition(name).source == str(path)
 
     explicit = definition_source(f"block:{name}")

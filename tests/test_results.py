@@ -292,3 +292,29 @@ def test_a_flow_run_retried_like_the_ui_runs_only_what_did_not_complete(flow):
         "once": ["Failed", "Completed"],
     }
     assert sum(1 for s in kept["states"] if s.type == StateType.PAUSED) == 1
+
+
+# With a storage block as the default, a connection of Prefect's client is left to the garbage
+# collector ("unclosed transport"); seen only on this path, with Prefect 3.8.8, not traced further.
+@pytest.mark.filterwarnings("ignore:unclosed transport:ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_result_storage_block_set_as_the_default_keeps_the_results(prefect_api, tmp_path):
+    """The README's "or a result storage block you configure": Prefect's default storage block."""
+    from prefect.filesystems import LocalFileSystem
+    from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
+
+    from flows.past_runs import show_from_cli
+    from flows.pipeline import run_pipeline
+
+    name = f"opsflow-results-{uuid.uuid4().hex[:8]}"
+    block_id = asyncio.run(LocalFileSystem(basepath=str(tmp_path / "block-storage")).asave(name))
+    raw = definition({"id": "shape", "type": "transform", "config": {"mapping": {"kept": "'in-the-block'"}}})
+    with temporary_settings({PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: f"local-file-system/{name}"}):
+        result = asyncio.run(run_pipeline(definition=raw, return_state=True)).result()
+        kept = records(result["run_id"], 1)
+    (task_run,) = kept["task_runs"]
+    assert task_run.state.data.storage_block_id == block_id
+    assert (tmp_path / "block-storage" / task_run.state.data.storage_key).is_file()
+    assert kept["stored"]["shape"]["output"] == {"kept": "in-the-block"}
+    assert not list(storage().glob(f"opsflow/{result['run_id']}/*"))  # not the default folder
+    assert "kept: in-the-block" in show_from_cli(result["run_id"])

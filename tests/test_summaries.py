@@ -254,3 +254,27 @@ def test_pipeline_run_and_show_print_the_lines(prefect_api, hook_url, tmp_path):
     assert "  check: payload.memory.percent 91 ≥ warning 85\n" in shown.stdout
     assert "  Driver: webhook\n  Channels attempted: 1\n  Succeeded: 1\n  webhook: delivered" in shown.stdout
     assert "--- transform (quiet) ---\n  (skipped) branch not taken" in shown.stdout
+
+
+def test_the_summary_artifact_headline_names_the_alerts_once_each():
+    from flows.render import headline
+
+    alerts = [{"title": "DiskFull"}, {"title": "QueueBacklog"}, {"title": "DiskFull"}, {}]
+    result = {
+        "node_results": {
+            "ingest": {
+                "node_type": "ingest",
+                "skipped": False,
+                "summary": "ingested 4 alerts into incident 7 (4 new, 0 resolved)",
+                "output": {"incident": {"id": 7, "alerts": alerts}},
+            },
+            "tell": {"node_type": "notify", "skipped": True, "summary": "skipped: when was false"},
+        }
+    }
+    assert headline(result) == [
+        "- alerts: DiskFull, QueueBacklog",
+        "",
+        "## What each node did",
+        "",
+        "- `ingest`: ingested 4 alerts into incident 7 (4 new, 0 resolved)",
+    ]
