@@ -19,7 +19,7 @@ import nodes
 pytestmark = pytest.mark.timeout(300)
 
 
-def definition(name: str) -> dict:
+def definition(name: str, undo_failures: int = 0) -> dict:
     """start → build (undone by undo_build) → test → deploy, which fails twice, then passes."""
 
     def flaky(node_id: str, fail_times: int = 0, **fields) -> dict:
@@ -34,17 +34,18 @@ def definition(name: str) -> dict:
             flaky("build", next="test", on_failure=["undo_build"]),
             flaky("test", next="deploy"),
             flaky("deploy", fail_times=2),
-            flaky("undo_build"),
+            flaky("undo_build", fail_times=undo_failures),
         ],
     }
 
 
 @pytest.fixture
-def served(prefect_api, tmp_path, monkeypatch):
+def served(prefect_api, tmp_path, monkeypatch, request):
     for node_type, path in TEST_NODE_TYPES.items():
         monkeypatch.setitem(nodes.NODE_TYPES, node_type, path)
     name = f"rollback-retry-{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.json").write_text(json.dumps(definition(name)))
+    undo_failures = getattr(request, "param", 0)
+    (tmp_path / f"{name}.json").write_text(json.dumps(definition(name, undo_failures)))
     monkeypatch.setenv("OPSFLOW_DEFINITIONS_DIR", str(tmp_path))
     with served_in_process([name]):
         yield name
@@ -88,3 +89,20 @@ def test_a_retry_runs_again_what_the_rollback_undid_and_rolls_back_again(served,
     done = wait_final(failed.id, 3)
     assert done.state.is_completed(), done.state
     assert calls(served) == {"start": 1, "build": 3, "test": 3, "deploy": 3, "undo_build": 2}
+
+
+@pytest.mark.parametrize("served", [1], indirect=True)
+def test_after_a_failed_compensation_a_retry_runs_the_node_again(served, cli_run):
+    """The README: the results are marked before the compensation runs, so its failure
+    (the undo may not have happened) still makes a retry run the node again."""
+    from prefect.deployments import run_deployment
+
+    failed = run_deployment(f"run-pipeline/{served}", timeout=120, poll_interval=0.2)
+    assert failed.state.is_failed(), failed.state
+    assert "rollback failed: undo_build" in failed.state.message
+    assert calls(served) == {"start": 1, "build": 1, "test": 1, "deploy": 1, "undo_build": 1}
+    code, _, err = cli_run("retry", str(failed.id))
+    assert code == 0, err
+    again = wait_final(failed.id, 2)
+    assert again.state.is_failed()
+    assert calls(served) == {"start": 1, "build": 2, "test": 2, "deploy": 2, "undo_build": 2}
