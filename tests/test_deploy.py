@@ -80,6 +80,9 @@ def test_prefect_yaml_deploys_and_a_worker_runs_it(real_server, httpserver: HTTP
     (definitions / "health-check.json").write_text(
         json.dumps(sink_definition("health-check", httpserver.url_for("/hook")))
     )
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (definitions / "alert-triage.json").write_text(json.dumps(stages_definition("alert-triage", marks)))
     env = {k: v for k, v in os.environ.items()}
     env.update(
         PREFECT_API_URL=real_server,
@@ -133,6 +136,7 @@ def test_prefect_yaml_deploys_and_a_worker_runs_it(real_server, httpserver: HTTP
         assert deployment.schedules[0].parameters == {"source": "schedule"}  # generated from the definition
         # the scheduler runs health-check on every 5-minute mark too: one notification per completed run
         assert flow_run.id in completed and len(httpserver.log) == len(completed)
+        retried_through_the_worker(prefect, real_server, marks, tmp_path / "worker.log")
     finally:
         worker.terminate()
         try:
@@ -140,6 +144,64 @@ def test_prefect_yaml_deploys_and_a_worker_runs_it(real_server, httpserver: HTTP
         except subprocess.TimeoutExpired:
             worker.kill()
         worker_log.close()
+
+
+def stages_definition(name: str, marks: Path) -> dict:
+    """build → ship; each stage leaves a mark per run of it, and ship fails until `marks/fixed` exists."""
+
+    def stage(node_id: str, code: str, **fields) -> dict:
+        mark = f"open({str(marks / node_id)!r}, 'a').write('x')"
+        return {
+            "id": node_id,
+            "type": "command",
+            "retries": 0,
+            "config": {"command": ["python3", "-c", f"{mark}; {code}"]},
+            **fields,
+        }
+
+    fixed = str(marks / "fixed")
+    return {
+        "name": name,
+        "version": "1.0",
+        "nodes": [
+            stage("build", "pass", next="ship"),
+            stage("ship", f"import os, sys; sys.exit(0 if os.path.exists({fixed!r}) else 3)"),
+        ],
+    }
+
+
+def retried_through_the_worker(prefect, api_url: str, marks: Path, worker_log: Path) -> None:
+    """A failed run of a worker's deployment, retried as the UI's Retry does, runs again on the
+    worker as the same flow run, without its completed stage (issue 19: "through a worker")."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    def final(run_id: uuid.UUID, attempt: int):
+        with SyncPrefectClient(api_url) as client:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                flow_run = client.read_flow_run(run_id)
+                if flow_run.run_count >= attempt and flow_run.state and flow_run.state.is_final():
+                    return flow_run
+                time.sleep(1)
+        raise AssertionError(f"attempt {attempt} of {run_id} did not end: {worker_log.read_text()[-3000:]}")
+
+    started = prefect("deployment", "run", "run-pipeline/alert-triage")
+    run_id = uuid.UUID(next(line.split()[-1] for line in started.stdout.splitlines() if "UUID" in line))
+    failed = final(run_id, 1)
+    assert failed.state.is_failed() and "exit code 3" in failed.state.message, failed.state
+    (marks / "fixed").touch()
+    retry = subprocess.run(
+        [str(BIN / "pipeline"), "retry", str(run_id)],
+        cwd=ROOT,
+        env={**os.environ, "PREFECT_API_URL": api_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert retry.returncode == 0, retry.stderr[-2000:]
+    done = final(run_id, 2)
+    assert done.state.is_completed(), (done.state, worker_log.read_text()[-3000:])
+    assert (marks / "build").read_text() == "x" and (marks / "ship").read_text() == "xx"
 
 
 def completed_runs_once_settled(client, deployment_id, timeout: float = 120) -> set:
