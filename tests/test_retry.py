@@ -98,3 +98,25 @@ def test_a_run_without_a_deployment_is_not_retried(flow, cli_run):
     assert code == 2 and "has no deployment, so nothing would pick a retry up" in err
     code, _, err = cli_run("retry", "no-such-run-name")
     assert code == 2 and "Flow run not found: no-such-run-name" in err
+
+
+@pytest.mark.parametrize("ended", ["Crashed", "Cancelled"])
+def test_a_crashed_or_cancelled_run_is_retried_too(served, cli_run, ended):
+    """A run whose process died (marked Crashed) or that someone cancelled runs again, taking
+    what completed, as a failed one does."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelled, Crashed
+
+    run = run_deployment(f"run-pipeline/{served}", timeout=120, poll_interval=0.2)
+    state = {"Crashed": Crashed, "Cancelled": Cancelled}[ended](message=f"marked {ended} by the test")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, state, force=True)
+    assert read(run.id).state.name == ended
+    code, out, err = cli_run("retry", str(run.id))
+    assert code == 0, err
+    retried = wait_final(run.id)
+    assert retried.state.is_completed() and retried.run_count == 2, retried.state
+    from testnodes import CALLS
+
+    assert CALLS[f"{served}-first"] == 1 and CALLS[f"{served}-second"] == 2
