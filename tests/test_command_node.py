@@ -376,6 +376,51 @@ def test_output_lines_stream_to_the_log_capped_and_the_tails_keep_64_kib(tmp_pat
     assert out["stderr"] == "last words\n" and not out["stderr_truncated"]
 
 
+def test_a_line_is_logged_while_the_stage_still_runs(tmp_path):
+    """ "Output lines reach the task run's log as they come": the stage waits for the test to
+    have seen its first line in the log before it writes its second and ends."""
+    import threading
+
+    go_on = tmp_path / "go-on"
+    name = script(
+        tmp_path,
+        "waits.py",
+        f"""
+        import os, sys, time
+        print("ready", flush=True)
+        deadline = time.monotonic() + 30
+        while not os.path.exists({str(go_on)!r}):
+            if time.monotonic() > deadline:
+                sys.exit("nobody saw the first line")
+            time.sleep(0.05)
+        print("done")
+        """,
+    )
+    seen = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage() == "ready":
+                seen.set()
+
+    logger = logging.getLogger("opsflow.nodes")
+    watch, level = Watch(), logger.level
+    logger.addHandler(watch)
+    logger.setLevel(logging.INFO)
+    outcome: dict = {}
+    stage = threading.Thread(target=lambda: outcome.update(command({"command": ["python3", name]}, tmp_path)))
+    try:
+        stage.start()
+        assert seen.wait(30), "the first line was not logged while the stage ran"
+        assert stage.is_alive()  # still waiting for go-on: the line came before the end
+        go_on.touch()
+        stage.join(60)
+    finally:
+        logger.removeHandler(watch)
+        logger.setLevel(level)
+    assert outcome["output"]["stdout"] == "ready\ndone\n" and outcome["output"]["exit_code"] == 0
+
+
 def test_dry_run_starts_nothing_and_says_what_would_run(tmp_path):
     marker = tmp_path / "ran"
     config = {"command": ["touch", str(marker), "{{ payload.x }}"], "env": {"API_TOKEN": SECRET}}
