@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -269,3 +270,40 @@ def test_cli_run_on_the_ephemeral_default_records_every_task_run(tmp_path):
         timeout=60,
     )
     assert count.stdout.strip() == "20", count.stderr
+
+
+def test_one_run_validates_its_definition_file_once(cli_run, prefect_api, monkeypatch, tmp_path):
+    """The CLI, the flow and each hook load the definition; a file is validated once per content."""
+    import flows.definition
+    import flows.validation
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    checked: list[str] = []
+    loads: list[str] = []
+    validate, load_file = flows.validation.validate_definition, flows.definition._validated_file
+
+    def counting(raw, **kwargs):
+        checked.append(kwargs.get("source", "?"))
+        return validate(raw, **kwargs)
+
+    def loading(path, content, name):
+        loads.append(str(path))
+        return load_file(path, content, name)
+
+    monkeypatch.setattr(flows.validation, "validate_definition", counting)
+    monkeypatch.setattr(flows.definition, "_validated_file", loading)
+    path = tmp_path / f"once-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "on_start": [{"driver": "console", "title": "starting"}],
+                "on_success": [{"driver": "console", "title": "done"}],
+                "nodes": [{"id": "say", "type": "notify", "config": {"driver": "console", "title": "hi"}}],
+            }
+        )
+    )
+    code, _, err = cli_run("run", "--config", str(path))
+    assert code == 0, err
+    # loaded by the CLI, the flow, and its on_start and on_success hooks; validated the first time
+    assert loads == [str(path)] * 4 and checked == [str(path)]
