@@ -87,6 +87,7 @@ async def run_pipeline(
     incident_id: str | None = None,
     continue_on_error: bool = False,
     http: dict[str, Any] | None = None,
+    alert_format: str | None = None,
     from_run: str | None = None,
     from_node: str | None = None,
 ) -> State[dict[str, Any]]:
@@ -111,6 +112,8 @@ async def run_pipeline(
             ends `partial` instead of failed.
         http: The raw webhook request (headers and body) the receiver keeps for a signed
             alert format; empty for other runs.
+        alert_format: The payload's alert format as the receiver detected it (alertmanager,
+            grafana, ...); an ingest node set to `auto` uses it instead of detecting it again.
         from_run: A past run (id, unique id prefix or name) whose outputs stand in for the
             nodes not after `from_node`; given with `from_node`.
         from_node: Start at this node: it and the nodes after it run, the other nodes that
@@ -136,6 +139,7 @@ async def run_pipeline(
         incident_id=incident_id,
         continue_on_error=continue_on_error,
         http=http,
+        alert_format=alert_format,
         from_run=from_run,
         from_node=from_node,
     )
@@ -154,6 +158,7 @@ async def run_pipeline(
         payload=request.payload,
         params=params,
         http=http,
+        alert_format=alert_format,
         secrets=Secrets(),
         secret_lookup=_read_secret,
     )

@@ -42,6 +42,8 @@ class RunRequest:
     - `continue_on_error`: the other nodes run after a required one failed (status partial);
     - `http`: the raw webhook request (headers and body) the receiver kept for a signed
       format, apart from the payload;
+    - `alert_format`: the payload's alert format as the receiver detected it, so an
+      ingest node set to `auto` takes it instead of detecting it again;
     - `from_run` / `from_node`: start at node `from_node`, taking the outputs of the
       nodes not after it from past run `from_run` (`pipeline retry RUN --from NODE`).
     """
@@ -56,6 +58,7 @@ class RunRequest:
     incident_id: str | None = None
     continue_on_error: bool = False
     http: dict[str, Any] | None = None
+    alert_format: str | None = None
     from_run: str | None = None
     from_node: str | None = None
 

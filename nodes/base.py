@@ -227,6 +227,8 @@ class NodeContext:
     # the raw webhook request when the receiver started the run ({"headers", "raw_body"}),
     # for a format that verifies a signature; never part of the payload or the templates
     http: dict[str, Any] | None = None
+    # the payload's alert format as the receiver detected it (a hint for ingest's `auto`)
+    alert_format: str | None = None
     nodes: dict[str, Any] = field(default_factory=dict)
     incident: dict[str, Any] | None = None
     secrets: Secrets = field(default_factory=Secrets)
@@ -283,6 +285,7 @@ class NodeContext:
             payload=self.payload,
             params=self.params,
             http=self.http,
+            alert_format=self.alert_format,
             nodes=self.nodes,
             incident=self.incident,
             secrets=self.secrets,

@@ -33,10 +33,28 @@ def load(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
-def run_ingest(payload, config=None, http=None) -> dict:
+def run_ingest(payload, config=None, http=None, alert_format=None) -> dict:
     """Each call is a run of its own, as each delivery is (one run's retries replay its first outcome)."""
-    ctx = NodeContext(run=RunInfo(trace_id=uuid.uuid4().hex), payload=payload, http=http)
+    ctx = NodeContext(
+        run=RunInfo(trace_id=uuid.uuid4().hex), payload=payload, http=http, alert_format=alert_format
+    )
     return execute_node("ingest", "ingest", config or {}, ctx)
+
+
+def test_auto_takes_the_format_the_receiver_detected(monkeypatch):
+    import nodes.ingest.node as ingest_node
+
+    detected: list[str] = []
+    detect = ingest_node.detect_format
+    monkeypatch.setattr(ingest_node, "detect_format", lambda p: detected.append("again") or detect(p))
+    payload = load("alertmanager/firing-group.json")
+    assert run_ingest(payload, alert_format="alertmanager")["output"]["format"] == "alertmanager"
+    assert detected == []
+    # a format no ingest knows is no hint: the payload's own is detected
+    assert run_ingest(load("alertmanager/firing-group.json"), alert_format="nope")["output"]["format"] == (
+        "alertmanager"
+    )
+    assert detected == ["again"]
 
 
 def test_sample_payload_is_the_documented_group():

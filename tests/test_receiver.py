@@ -187,6 +187,9 @@ def test_inbound_payloads_become_flow_runs_with_the_alert(http, fixture):
     assert params["payload"] == json.loads(body)
     assert params["source"] == "receiver"
     assert params["trace_id"] == answer["trace_id"] and len(answer["trace_id"]) == 32
+    from nodes.ingest import detect_format
+
+    assert params["alert_format"] == detect_format(json.loads(body))  # ingest takes it, not detects again
 
 
 def test_redelivery_returns_the_same_run_and_never_starts_a_second(http, deployments):

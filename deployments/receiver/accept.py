@@ -50,7 +50,10 @@ async def accept(
     else:
         key = None
     trace_id = extra.get("trace_id") or uuid.uuid4().hex
-    parameters = RunRequest(definition=name, payload=payload, **{**extra, "trace_id": trace_id}).parameters()
+    detected = {"alert_format": summary.format} if summary.format else {}
+    parameters = RunRequest(
+        definition=name, payload=payload, **{**extra, **detected, "trace_id": trace_id}
+    ).parameters()
     if state.journal is not None:
         key = key or f"opsflow-receiver:{name}:new:{uuid.uuid4().hex}"  # no key: always a new run
         entry = await state.journal.append(key, name, parameters)

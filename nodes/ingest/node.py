@@ -56,11 +56,16 @@ class Config(BaseModel):
         return value
 
 
+def _detected(payload: dict[str, Any], told: str | None) -> str:
+    """The payload's format: the one the receiver detected in this very payload, else detected here."""
+    return told if told in FORMATS else detect_format(payload)
+
+
 def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
     payload = ctx.payload
     if not isinstance(payload, dict):
         raise IngestError(f"payload: expected a JSON object, got {type(payload).__name__}")
-    name = detect_format(payload) if config.driver == "auto" else config.driver
+    name = config.driver if config.driver != "auto" else _detected(payload, ctx.alert_format)
     parsed = parse(name, _with_request(payload, ctx.http), config, ctx)
     if parsed.ignored:
         ctx.log.info("ingest: %s payload ignored: %s", name, parsed.ignored)
