@@ -67,12 +67,13 @@ def share_api_tls_contexts() -> None:
     """Give every Prefect API client of this process one TLS context per setting, built once.
 
     Prefect 3.8.8 builds a fresh SSL context in each PrefectClient and SyncPrefectClient,
-    parsing its whole CA bundle every time (~10 ms of CPU), http API or not; an async task
-    run opens two clients, so a node paid ~20 ms for it, over a bare Prefect task's ~45 ms
-    (the per-node figure of bench/core.py). The context is the one Prefect would build,
-    from the same settings (PREFECT_API_TLS_INSECURE_SKIP_VERIFY, PREFECT_API_SSL_CERT_FILE,
-    else certifi's bundle), and is shared, as one passed in `httpx_settings` would be: an
-    SSLContext is made for that. Idempotent; a client given its own `verify` keeps it.
+    parsing its whole CA bundle every time (~20 ms of CPU here), http API or not; an async
+    task run opens two clients, so a node paid ~40 ms for it (bench/core.py's per-node
+    figure: 47 ms for a bare task as shipped, 13 ms for an opsflow node with this). The
+    context is the one Prefect would build, from the same settings
+    (PREFECT_API_TLS_INSECURE_SKIP_VERIFY, PREFECT_API_SSL_CERT_FILE, else certifi's
+    bundle), and is shared, as one passed in `httpx_settings` would be: an SSLContext is
+    made for that. Idempotent; a client given its own `verify` keeps it.
     """
     from prefect.client import orchestration
 
@@ -83,8 +84,6 @@ def share_api_tls_contexts() -> None:
 
 
 def _with_shared_tls_context(init):
-    import functools
-
     @functools.wraps(init)
     def __init__(self, api, *args, httpx_settings=None, **kwargs):
         settings = dict(httpx_settings or {})
