@@ -21,7 +21,11 @@ DEPLOYMENT_ID_SECONDS = 60.0
 # a Prefect server on SQLite answers 503 when a write finds the database locked (another
 # write committed meanwhile); Prefect's client waits 2 s, then 4 s, before it tries again
 BUSY_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4)
-_DEPLOYMENT_IDS: dict[tuple[str, str], tuple[Any, float]] = {}  # (API, deployment) → (id, until)
+# (API, deployment) → (id, the parameters its flow takes, until)
+_DEPLOYMENT_IDS: dict[tuple[str, str], tuple[Any, frozenset[str], float]] = {}
+# parameters the receiver adds as hints; a deployment of older flow code (a worker not yet
+# upgraded) has none of them, and its flow would refuse a run that carried one
+HINTS = ("alert_format",)
 
 # Prefect's own wording when a run's parameters exceed the server's size limit
 _PARAMETERS_TOO_BIG = re.compile(r"Flow run parameters must be less than [\d,]+ bytes[^.\"]*")
@@ -119,10 +123,11 @@ async def create_run(
     try:
         async with asyncio.timeout(timeout), slots:
             for cached in (True, False):
-                deployment_id = await _deployment_id(client, deployment, cached=cached)
+                deployment_id, takes = await _deployment_id(client, deployment, cached=cached)
+                sent = {k: v for k, v in parameters.items() if k not in HINTS or k in takes}
                 try:
                     return await client.create_flow_run_from_deployment(
-                        deployment_id, parameters=parameters, state=Scheduled(), idempotency_key=key
+                        deployment_id, parameters=sent, state=Scheduled(), idempotency_key=key
                     )
                 except httpx.HTTPStatusError as exc:
                     if exc.response.status_code != 404:
@@ -157,16 +162,18 @@ async def create_run(
 
 
 async def _deployment_id(client, deployment: str, *, cached: bool):
-    """The deployment's id, read at most once a minute per API: a run then costs Prefect one
-    call, not two (`run_deployment` reads the deployment every time). A deployment deleted
-    and re-created under the same name is found again by the caller's retry."""
+    """The deployment's id and the parameters its flow takes, read at most once a minute per API:
+    a run then costs Prefect one call, not two (`run_deployment` reads the deployment every
+    time). A deployment deleted and re-created under the same name is found again by the
+    caller's retry."""
     slot = (str(client.api_url), deployment)
     known = _DEPLOYMENT_IDS.get(slot)
-    if cached and known and known[1] > time.monotonic():
-        return known[0]
-    found = (await client.read_deployment_by_name(deployment)).id
-    _DEPLOYMENT_IDS[slot] = (found, time.monotonic() + DEPLOYMENT_ID_SECONDS)
-    return found
+    if cached and known and known[2] > time.monotonic():
+        return known[0], known[1]
+    found = await client.read_deployment_by_name(deployment)
+    takes = frozenset(((found.parameter_openapi_schema or {}).get("properties") or {}).keys())
+    _DEPLOYMENT_IDS[slot] = (found.id, takes, time.monotonic() + DEPLOYMENT_ID_SECONDS)
+    return found.id, takes
 
 
 def freeze_heap() -> None:

@@ -57,8 +57,11 @@ class Config(BaseModel):
 
 
 def _detected(payload: dict[str, Any], told: str | None) -> str:
-    """The payload's format: the one the receiver detected in this very payload, else detected here."""
-    return told if told in FORMATS else detect_format(payload)
+    """The payload's format: the one the receiver detected, when the payload has its shape (a run
+    whose payload was edited since may not), else detected here."""
+    if told in FORMATS and get_format(told).detect(payload):
+        return told
+    return detect_format(payload)
 
 
 def run(config: Config, ctx: NodeContext) -> dict[str, Any]:
