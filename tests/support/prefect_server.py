@@ -25,7 +25,9 @@ __all__ = [
     "BIN",
     "SQLITE_LOCKED",
     "PrefectServer",
+    "ends_locked",
     "excerpt",
+    "final_exception",
     "problem_records",
     "server_log_problems",
     "wait_healthy",
@@ -42,6 +44,10 @@ ALLOWED_SEEN: list[str] = []
 PROBLEM = re.compile(r"Traceback \(most recent call last\)|\| ERROR +\||^ERROR:", re.MULTILINE)
 # the first line of a log record: Prefect's "21:06:38.123 | LEVEL | ..." or uvicorn's "LEVEL: ..."
 RECORD = re.compile(r"^(\d{2}:\d{2}:\d{2}\.\d{3} \||(INFO|WARNING|ERROR|DEBUG|CRITICAL):)", re.MULTILINE)
+# what Python prints past logging, and the lines that join a traceback to the one before
+RAW_START = re.compile(r"^Exception (in thread|ignored in)\b")
+CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(: |$)")
 
 
 def wait_healthy(api_url: str, process: subprocess.Popen, timeout: float = 240) -> None:
@@ -61,19 +67,37 @@ def wait_healthy(api_url: str, process: subprocess.Popen, timeout: float = 240) 
 def problem_records(text: str) -> list[str]:
     """The log records in a server log that hold a traceback or are ERRORs, each whole.
 
-    A record runs to the next record's header line, so the chained tracebacks of one
+    A record runs from its header line to the next one, so the chained tracebacks of one
     ERROR ("During handling of the above exception ...") are one problem, judged whole.
+    What a process prints past its logging (`Exception in thread ...`, a second traceback
+    that no chaining line joins to the first) starts a record of its own.
     """
-    records = []
-    position = 0
-    while match := PROBLEM.search(text, position):
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        line_end = text.find("\n", match.start())
-        next_record = RECORD.search(text, len(text) if line_end == -1 else line_end)
-        end = next_record.start() if next_record else len(text)
-        records.append(text[line_start:end].rstrip())
-        position = max(end, match.end())
-    return records
+    records: list[list[str]] = []
+    traced = False  # the current record holds a traceback already
+    previous = ""  # the last non-empty line
+    for line in text.splitlines():
+        joined = previous.startswith(CHAINED)
+        if RECORD.match(line) or RAW_START.match(line) or not records:
+            records.append([])
+            traced = False
+        elif line.startswith("Traceback (most recent call last)") and traced and not joined:
+            records.append([])
+        traced = traced or line.lstrip().startswith("Traceback (most recent call last)")
+        records[-1].append(line)
+        previous = line.strip() or previous
+    whole = ("\n".join(lines).rstrip() for lines in records)
+    return [record for record in whole if PROBLEM.search(record)]
+
+
+def ends_locked(record: str) -> bool:
+    """SQLite's lock, and a chain that ends in it, not in another error the lock caused."""
+    return SQLITE_LOCKED in record and "database is locked" in final_exception(record)
+
+
+def final_exception(record: str) -> str:
+    """The exception a record's traceback ends with (its last `module.Error: message` line)."""
+    found = [line for line in record.splitlines() if EXCEPTION_LINE.match(line)]
+    return found[-1] if found else ""
 
 
 def excerpt(record: str) -> str:
@@ -165,7 +189,10 @@ class PrefectServer:
         allowed = list(allowed)
         problems = [r for r in problem_records(self.log_text()) if not any(a in r for a in allowed)]
         if self.sqlite and sqlite_lock:
-            locked = [p for p in problems if SQLITE_LOCKED in p]
+            # a lock let pass only when the chain ends in it, not in another error it caused
+            locked = [
+                p for p in problems if SQLITE_LOCKED in p and "database is locked" in final_exception(p)
+            ]
             ALLOWED_SEEN.extend(f"{self.log}:\n{excerpt(p)}" for p in locked)
             problems = [p for p in problems if p not in locked]
         shown = "\n---\n".join(excerpt(p) for p in problems[:3])
