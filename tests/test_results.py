@@ -294,10 +294,6 @@ def test_a_flow_run_retried_like_the_ui_runs_only_what_did_not_complete(flow):
     assert sum(1 for s in kept["states"] if s.type == StateType.PAUSED) == 1
 
 
-# With a storage block as the default, a connection of Prefect's client is left to the garbage
-# collector ("unclosed transport"); seen only on this path, with Prefect 3.8.8, not traced further.
-@pytest.mark.filterwarnings("ignore:unclosed transport:ResourceWarning")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_result_storage_block_set_as_the_default_keeps_the_results(prefect_api, tmp_path):
     """The README's "or a result storage block you configure": Prefect's default storage block."""
     from prefect.filesystems import LocalFileSystem
