@@ -190,9 +190,7 @@ class PrefectServer:
         problems = [r for r in problem_records(self.log_text()) if not any(a in r for a in allowed)]
         if self.sqlite and sqlite_lock:
             # a lock let pass only when the chain ends in it, not in another error it caused
-            locked = [
-                p for p in problems if SQLITE_LOCKED in p and "database is locked" in final_exception(p)
-            ]
+            locked = [p for p in problems if ends_locked(p)]
             ALLOWED_SEEN.extend(f"{self.log}:\n{excerpt(p)}" for p in locked)
             problems = [p for p in problems if p not in locked]
         shown = "\n---\n".join(excerpt(p) for p in problems[:3])
