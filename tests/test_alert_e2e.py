@@ -14,14 +14,12 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 from support.ports import free_port
-from support.prefect_server import BIN, PrefectServer
-from support.waiting import wait_for
+from support.prefect_server import BIN, PrefectServer, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +95,7 @@ def test_a_real_alert_reaches_slack_right_and_escaped(tmp_path, httpserver: HTTP
                 [str(BIN / "pipeline"), "serve", "--receiver", "--port", str(r_port)], log, cwd=ROOT, env=env
             )
         )
-        wait_for(lambda: _answers(f"http://127.0.0.1:{r_port}/healthz", procs[0]), 120, "the receiver")
+        wait_healthy(f"http://127.0.0.1:{r_port}", procs[0], 120, path="/healthz")
         procs.append(
             _spawn(
                 [
@@ -163,15 +161,6 @@ def test_a_real_alert_reaches_slack_right_and_escaped(tmp_path, httpserver: HTTP
         f"127.0.0.1:{p_port}/graph?g0.expr=opsflow_queue_depth" in shown and "|Source: QueueBacklog>" in shown
     )
     assert "|Prefect flow run>" in shown and "|Silence in Alertmanager>" in shown
-
-
-def _answers(url: str, proc: subprocess.Popen) -> bool:
-    assert proc.poll() is None, f"exited with {proc.returncode}"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _run_of(slack_body: dict) -> str:

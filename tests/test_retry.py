@@ -109,6 +109,7 @@ def test_a_crashed_or_cancelled_run_is_retried_too(served, cli_run, ended):
     from prefect.states import Cancelled, Crashed
 
     run = run_deployment(f"run-pipeline/{served}", timeout=120, poll_interval=0.2)
+    assert run.state.is_failed(), run.state  # the second node failed: a run with something to retry
     state = {"Crashed": Crashed, "Cancelled": Cancelled}[ended](message=f"marked {ended} by the test")
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(run.id, state, force=True)

@@ -50,18 +50,21 @@ CHAINED = ("During handling of the above exception", "The above exception was th
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(: |$)")
 
 
-def wait_healthy(api_url: str, process: subprocess.Popen, timeout: float = 240) -> None:
-    """Block until `/health` answers 200; fail if the process exits or the time runs out."""
+def wait_healthy(
+    api_url: str, process: subprocess.Popen, timeout: float = 240, *, path: str = "/health"
+) -> None:
+    """Block until `path` (a Prefect server's `/health`, the receiver's `/healthz`) answers 200;
+    fail if the process exits or the time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"prefect server exited early ({process.returncode})"
+        assert process.poll() is None, f"{process.args[0]} exited early ({process.returncode})"
         try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{api_url}{path}", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.3)
-    raise AssertionError(f"prefect server did not answer at {api_url} within {timeout:.0f} s")
+    raise AssertionError(f"nothing answered at {api_url}{path} within {timeout:.0f} s")
 
 
 def problem_records(text: str) -> list[str]:
