@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.ports import free_port
-from support.prefect_server import PrefectServer
+from support.prefect_server import PrefectServer, wait_healthy
 from test_deploy import ROOT
 from test_receiver import alertmanager
 
@@ -65,14 +65,8 @@ def start_receiver(api_url: str, tmp_path: Path, journal: bool) -> tuple[subproc
     with open(tmp_path / "receiver.log", "w") as log:  # the child has its own copy of the descriptor
         process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None and time.monotonic() < deadline, "the receiver did not start"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    wait_healthy(url, process, 60, path="/healthz")
+    return process, url
 
 
 async def send_all(url: str, payloads: list[dict], server: PrefectServer, kill_after: int) -> dict:
